@@ -1,0 +1,79 @@
+//! The command line: what each subcommand takes, and the exit codes it promises.
+
+mod normalize;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::event::Provider;
+
+/// Exit code: at least one event was printed (or the command succeeded).
+pub const EXIT_OK: u8 = 0;
+/// Exit code: the input could not be read (missing file, I/O error).
+pub const EXIT_IO: u8 = 1;
+/// Exit code: the input is malformed; what is wrong is printed on stderr.
+pub const EXIT_MALFORMED: u8 = 2;
+/// Exit code: the input is valid but produces no event; the reason is printed on stderr.
+pub const EXIT_NO_EVENT: u8 = 3;
+
+/// Routes cloud Spot interruption and maintenance signals into one event schema and into the
+/// Kubernetes cluster.
+///
+/// AWS (EventBridge → SQS), Azure (Event Grid → Service Bus or webhook) and GCP (logging sink →
+/// Pub/Sub) signals become one CloudEvents 1.0 stream of `eviction-router.<kind>.v1` events.
+#[derive(Debug, Parser)]
+#[command(name = "eviction-router", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Normalise one raw message body, as the queue delivers it, into event JSON lines.
+    ///
+    /// Exit codes: 0 when at least one event was printed; 3 when the input is valid but yields no
+    /// event (the reason goes to stderr); 2 when the input is malformed (what is wrong goes to
+    /// stderr); 1 when the input cannot be read.
+    #[command(after_help = "Examples:\n  \
+        eviction-router normalize --provider aws examples/events/aws/spot-interruption-warning.json\n  \
+        aws sqs receive-message ... --query 'Messages[0].Body' --output text | eviction-router normalize --provider aws -")]
+    Normalize {
+        /// Which cloud the body comes from.
+        #[arg(long, short, value_parser = parse_provider)]
+        provider: Provider,
+        /// The file holding the body, or `-` for standard input.
+        #[arg(default_value = "-")]
+        input: PathBuf,
+    },
+    /// Normalise a set of sample files or directories and print the stream, then a summary.
+    ///
+    /// Directories are walked for `*.json` files in name order. The provider of each file is
+    /// `--provider`, or else the `aws`, `azure` or `gcp` directory it sits under. Events go to
+    /// stdout as JSON lines; ignored and malformed files and the summary go to stderr. Exit code
+    /// 0 when every file was valid, 2 when any was malformed, 1 when any could not be read.
+    #[command(after_help = "Example:\n  eviction-router replay examples/events")]
+    Replay {
+        /// The provider of every file, instead of inferring it from the path.
+        #[arg(long, short, value_parser = parse_provider)]
+        provider: Option<Provider>,
+        /// Files or directories of message bodies.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+}
+
+fn parse_provider(s: &str) -> Result<Provider, String> {
+    s.parse::<Provider>().map_err(|e| e.to_string())
+}
+
+/// Runs a parsed command line and returns the process exit code.
+pub fn run(cli: Cli) -> u8 {
+    match cli.command {
+        Command::Normalize { provider, input } => normalize::normalize(provider, &input),
+        Command::Replay { provider, paths } => normalize::replay(provider, &paths),
+    }
+}

@@ -1,0 +1,3 @@
+//! Microsoft Azure: Event Grid events delivered to a Service Bus queue or pushed to a webhook.
+
+pub mod payload;

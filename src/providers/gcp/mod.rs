@@ -1,0 +1,3 @@
+//! Google Cloud: Cloud Audit Log entries routed by a logging sink to Pub/Sub.
+
+pub mod payload;
