@@ -48,11 +48,11 @@ terraform fmt -check -recursive -diff "${INFRA_DIR}"
 if [[ -n "${TF_PLUGIN_DIR:-}" ]]; then
   plugin_dir="${TF_PLUGIN_DIR}"
 else
-  aws_mirror="$(find / -maxdepth 6 -type d -path '*registry.terraform.io/hashicorp/aws' 2>/dev/null | head -1 || true)"
-  [[ -n "${aws_mirror}" ]] || die "no hashicorp/aws provider mirror found (looked for */registry.terraform.io/hashicorp/aws up to depth 6). Set TF_PLUGIN_DIR to the directory that contains registry.terraform.io/."
+  aws_mirror="$(find / -maxdepth 6 -type d -path '*/hashicorp/aws' 2>/dev/null | head -1 || true)"
+  [[ -n "${aws_mirror}" ]] || die "no hashicorp/aws provider mirror found (looked for <mirror>/<host>/hashicorp/aws up to depth 6). Set TF_PLUGIN_DIR to the mirror directory that terraform init -plugin-dir expects."
   plugin_dir="$(dirname "$(dirname "$(dirname "${aws_mirror}")")")"
 fi
-[[ -d "${plugin_dir}/registry.terraform.io/hashicorp/aws" ]] || die "${plugin_dir} does not contain registry.terraform.io/hashicorp/aws"
+compgen -G "${plugin_dir}/*/hashicorp/aws" >/dev/null || die "${plugin_dir} does not contain <host>/hashicorp/aws"
 log "provider mirror: ${plugin_dir}"
 
 # Work on a copy so that .terraform/ and .terraform.lock.hcl never land in the tree.
