@@ -145,8 +145,14 @@ wire_enum! {
 
 impl Kind {
     /// The CloudEvents `type` of this kind: `eviction-router.<kind>.v1`.
-    pub fn cloud_event_type(self) -> String {
-        format!("eviction-router.{}.v{SCHEMA_VERSION}", self.as_str())
+    pub const fn cloud_event_type(self) -> &'static str {
+        match self {
+            Kind::Interruption => "eviction-router.interruption.v1",
+            Kind::RebalanceRecommendation => "eviction-router.rebalance_recommendation.v1",
+            Kind::ScheduledMaintenance => "eviction-router.scheduled_maintenance.v1",
+            Kind::Termination => "eviction-router.termination.v1",
+            Kind::ReplacementReady => "eviction-router.replacement_ready.v1",
+        }
     }
 }
 
@@ -238,55 +244,126 @@ impl EventData {
 
     /// The CloudEvents `source`: `/<provider>/<account or ->/<region or ->`.
     pub fn cloud_event_source(&self) -> String {
-        format!(
-            "/{}/{}/{}",
-            self.provider,
+        let parts = [
+            "/",
+            self.provider.as_str(),
+            "/",
             self.account.as_deref().unwrap_or("-"),
-            self.region.as_deref().unwrap_or("-")
-        )
+            "/",
+            self.region.as_deref().unwrap_or("-"),
+        ];
+        parts.concat()
     }
 }
 
 /// A normalised event: a structured-mode CloudEvents 1.0 object.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// Only `id` and `data` are stored. The envelope's other attributes are derived from `data` when
+/// the event is serialised (`source`, `type`, `subject`, `time`) or are constants
+/// (`specversion`, `datacontenttype`), so they cannot drift from the data they describe;
+/// deserialising checks that they agree with it.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Event {
-    /// Always [`SPEC_VERSION`].
-    pub specversion: String,
     /// The provider's own event id; `(source, id)` is the dedupe key.
     pub id: String,
-    /// `/<provider>/<account or ->/<region or ->`.
-    pub source: String,
-    /// `eviction-router.<kind>.v1`.
-    #[serde(rename = "type")]
-    pub ty: String,
-    /// The instance id.
-    pub subject: String,
-    /// Equal to `data.occurred_at`.
-    pub time: Timestamp,
-    /// Always [`DATA_CONTENT_TYPE`].
-    pub datacontenttype: String,
     /// The payload.
     pub data: EventData,
 }
 
+/// The wire form of [`Event`].
+#[derive(Serialize, Deserialize)]
+struct Envelope<S, D> {
+    specversion: S,
+    id: S,
+    source: S,
+    #[serde(rename = "type")]
+    ty: S,
+    subject: S,
+    time: Timestamp,
+    datacontenttype: S,
+    data: D,
+}
+
+impl Serialize for Event {
+    fn serialize<Ser: serde::Serializer>(&self, serializer: Ser) -> Result<Ser::Ok, Ser::Error> {
+        let source = self.source();
+        Envelope {
+            specversion: SPEC_VERSION,
+            id: &self.id,
+            source: &source,
+            ty: self.cloud_event_type(),
+            subject: self.subject(),
+            time: self.time(),
+            datacontenttype: DATA_CONTENT_TYPE,
+            data: &self.data,
+        }
+        .serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Event {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let wire = Envelope::<String, EventData>::deserialize(deserializer)?;
+        let event = Event {
+            id: wire.id,
+            data: wire.data,
+        };
+        let mismatch = |attr: &str, got: &str, want: &str| {
+            D::Error::custom(format_args!(
+                "`{attr}` is `{got}` but data implies `{want}`"
+            ))
+        };
+        if wire.specversion != SPEC_VERSION {
+            return Err(mismatch("specversion", &wire.specversion, SPEC_VERSION));
+        }
+        if wire.ty != event.cloud_event_type() {
+            return Err(mismatch("type", &wire.ty, event.cloud_event_type()));
+        }
+        if wire.subject != event.subject() {
+            return Err(mismatch("subject", &wire.subject, event.subject()));
+        }
+        if wire.source != event.source() {
+            return Err(mismatch("source", &wire.source, &event.source()));
+        }
+        if wire.time != event.time() {
+            return Err(mismatch(
+                "time",
+                &wire.time.to_string(),
+                &event.time().to_string(),
+            ));
+        }
+        Ok(event)
+    }
+}
+
 impl Event {
-    /// Wraps `data` in its CloudEvents envelope, deriving `source`, `type`, `subject` and `time`.
+    /// Wraps `data` in its CloudEvents envelope.
     pub fn new(id: impl Into<String>, data: EventData) -> Self {
         Event {
-            specversion: SPEC_VERSION.to_owned(),
             id: id.into(),
-            source: data.cloud_event_source(),
-            ty: data.kind.cloud_event_type(),
-            subject: data.instance.id.clone(),
-            time: data.occurred_at,
-            datacontenttype: DATA_CONTENT_TYPE.to_owned(),
             data,
         }
     }
 
-    /// The dedupe key: `(source, id)`.
-    pub fn dedupe_key(&self) -> (&str, &str) {
-        (&self.source, &self.id)
+    /// The CloudEvents `source`: `/<provider>/<account or ->/<region or ->`.
+    pub fn source(&self) -> String {
+        self.data.cloud_event_source()
+    }
+
+    /// The CloudEvents `type`: `eviction-router.<kind>.v1`.
+    pub fn cloud_event_type(&self) -> &'static str {
+        self.data.kind.cloud_event_type()
+    }
+
+    /// The CloudEvents `subject`: the instance id.
+    pub fn subject(&self) -> &str {
+        &self.data.instance.id
+    }
+
+    /// The CloudEvents `time`: when the signal occurred.
+    pub fn time(&self) -> Timestamp {
+        self.data.occurred_at
     }
 
     /// One line of JSON, as the stdout sink and the CLI print it.
@@ -362,6 +439,14 @@ mod tests {
     }
 
     #[test]
+    fn cloud_event_types_follow_kind_and_schema_version() {
+        for kind in Kind::ALL {
+            let expected = format!("eviction-router.{kind}.v{SCHEMA_VERSION}");
+            assert_eq!(kind.cloud_event_type(), expected);
+        }
+    }
+
+    #[test]
     fn round_trips_through_json() {
         let event = sample();
         let line = event.to_json_line();
@@ -374,7 +459,24 @@ mod tests {
         let mut event = sample();
         event.data.account = None;
         event.data.region = None;
-        assert_eq!(event.data.cloud_event_source(), "/aws/-/-");
+        assert_eq!(event.source(), "/aws/-/-");
+    }
+
+    #[test]
+    fn envelope_attributes_that_contradict_the_data_are_rejected() {
+        let good = serde_json::to_value(sample()).unwrap();
+        for (attr, bad) in [
+            ("type", "eviction-router.termination.v1"),
+            ("subject", "i-other"),
+            ("source", "/aws/1/eu-west-1"),
+            ("time", "2026-11-23T10:00:01Z"),
+            ("specversion", "0.3"),
+        ] {
+            let mut v = good.clone();
+            v[attr] = serde_json::Value::String(bad.into());
+            let err = serde_json::from_value::<Event>(v).unwrap_err().to_string();
+            assert!(err.contains(attr), "{attr}: {err}");
+        }
     }
 
     #[test]

@@ -243,7 +243,7 @@ mod tests {
     fn syntax_and_shape_errors_are_told_apart() {
         let err = normalize(Provider::Aws, b"{\"id\": ").unwrap_err();
         assert_eq!(err.kind(), "json", "{err}");
-        let err = normalize(Provider::Aws, b"{\"id\": 5}").unwrap_err();
+        let err = normalize(Provider::Aws, b"{\"id\": [5]}").unwrap_err();
         assert_eq!(err.kind(), "shape", "{err}");
     }
 

@@ -65,8 +65,211 @@ impl<'de: 'a, 'a> Deserialize<'de> for Str<'a> {
             }
         }
 
-        deserializer.deserialize_str(StrVisitor)
+        deserializer.deserialize_any(StrVisitor)
     }
+}
+
+/// For `#[serde(deserialize_with = "loose", default)]` on an `Option<Str>` field of a struct that
+/// unites the fields of several payload shapes: a string (or number) is kept, any other JSON value
+/// is skipped as `None`. A field another event type spells with another type is then no reason
+/// to reject a message the mapping would ignore anyway.
+pub(crate) fn loose<'de: 'a, 'a, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Str<'a>>, D::Error> {
+    struct LooseVisitor;
+
+    impl<'de> Visitor<'de> for LooseVisitor {
+        type Value = Option<Str<'de>>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("any JSON value")
+        }
+
+        fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+            Ok(Some(Str(Cow::Borrowed(v))))
+        }
+
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(Some(Str(Cow::Owned(v.to_owned()))))
+        }
+
+        fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+            Ok(Some(Str(Cow::Owned(v))))
+        }
+
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+            Ok(Some(Str(Cow::Owned(v.to_string()))))
+        }
+
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+            Ok(Some(Str(Cow::Owned(v.to_string()))))
+        }
+
+        fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            while seq.next_element::<de::IgnoredAny>()?.is_some() {}
+            Ok(None)
+        }
+
+        fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            while map
+                .next_entry::<de::IgnoredAny, de::IgnoredAny>()?
+                .is_some()
+            {}
+            Ok(None)
+        }
+    }
+
+    deserializer.deserialize_any(LooseVisitor)
+}
+
+/// For `#[serde(deserialize_with = "loose_strings", default)]` on an `Option<Vec<Str>>` field:
+/// the strings of an array (other elements skipped); any other value is `None`.
+pub(crate) fn loose_strings<'de: 'a, 'a, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Vec<Str<'a>>>, D::Error> {
+    struct Element<'a>(Option<Str<'a>>);
+
+    impl<'de: 'a, 'a> Deserialize<'de> for Element<'a> {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            loose(d).map(Element)
+        }
+    }
+
+    struct SeqVisitor;
+
+    impl<'de> Visitor<'de> for SeqVisitor {
+        type Value = Option<Vec<Str<'de>>>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("any JSON value")
+        }
+
+        fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(2));
+            while let Some(Element(item)) = seq.next_element()? {
+                out.extend(item);
+            }
+            Ok(Some(out))
+        }
+
+        fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            while map
+                .next_entry::<de::IgnoredAny, de::IgnoredAny>()?
+                .is_some()
+            {}
+            Ok(None)
+        }
+
+        fn visit_borrowed_str<E: de::Error>(self, _: &'de str) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+    }
+
+    deserializer.deserialize_any(SeqVisitor)
+}
+
+/// Like [`loose`], for an integer that may also arrive as a numeric string.
+pub(crate) fn loose_i64<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<i64>, D::Error> {
+    Ok(loose(deserializer)?.and_then(|s| s.trim().parse().ok()))
+}
+
+/// For `#[serde(deserialize_with = "loose_object", default)]` on an `Option<T>` field: a JSON
+/// object is parsed as `T` (and its errors stand); any other value is skipped as `None`.
+pub(crate) fn loose_object<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    struct ObjectVisitor<T>(std::marker::PhantomData<T>);
+
+    impl<'de, T: Deserialize<'de>> Visitor<'de> for ObjectVisitor<T> {
+        type Value = Option<T>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("any JSON value")
+        }
+
+        fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+            T::deserialize(de::value::MapAccessDeserializer::new(map)).map(Some)
+        }
+
+        fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            while seq.next_element::<de::IgnoredAny>()?.is_some() {}
+            Ok(None)
+        }
+
+        fn visit_borrowed_str<E: de::Error>(self, _: &'de str) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+    }
+
+    deserializer.deserialize_any(ObjectVisitor(std::marker::PhantomData))
 }
 
 /// Parses `bytes` as `T`, classifying serde_json's error.
@@ -150,6 +353,15 @@ pub(crate) fn optional_time(
     non_blank(value).map(|v| parse_time(field, &v)).transpose()
 }
 
+/// The concatenation of `parts`, allocated once (cheaper than `format!` on the hot path).
+pub(crate) fn concat(parts: &[&str]) -> String {
+    let mut out = String::with_capacity(parts.iter().map(|p| p.len()).sum());
+    for part in parts {
+        out.push_str(part);
+    }
+    out
+}
+
 /// The text after the last `/`, or the whole string.
 pub(crate) fn last_segment(s: &str) -> &str {
     s.rsplit('/').next().unwrap_or(s)
@@ -201,5 +413,26 @@ mod tests {
         assert_eq!(&*s, "a\"b");
         let s: Str<'_> = serde_json::from_str("1844488190000000000").unwrap();
         assert_eq!(&*s, "1844488190000000000");
+    }
+
+    #[test]
+    fn loose_fields_keep_strings_and_skip_everything_else() {
+        #[derive(serde::Deserialize)]
+        struct T<'a> {
+            #[serde(borrow, deserialize_with = "loose", default)]
+            a: Option<Str<'a>>,
+        }
+        let t: T<'_> = serde_json::from_str(r#"{"a":"x"}"#).unwrap();
+        assert_eq!(t.a.as_deref(), Some("x"));
+        for other in [
+            r#"{"a":{"b":[1,2]}}"#,
+            r#"{"a":[{"c":1}]}"#,
+            r#"{"a":null}"#,
+            r#"{"a":true}"#,
+            "{}",
+        ] {
+            let t: T<'_> = serde_json::from_str(other).unwrap();
+            assert!(t.a.is_none(), "{other}");
+        }
     }
 }

@@ -88,7 +88,7 @@ fn check_accepted(provider: Provider, body: &[u8]) {
         for event in parsed.events {
             assert!(!event.id.is_empty());
             assert_eq!(event.data.provider, provider);
-            assert_eq!(event.subject, event.data.instance.id);
+            assert_eq!(event.subject(), event.data.instance.id);
             let line = event.to_json_line();
             assert!(serde_json::from_str::<Value>(&line).is_ok());
         }

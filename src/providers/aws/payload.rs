@@ -14,7 +14,9 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::event::{Action, Event, EventData, Instance, Kind, Provider, Status};
-use crate::providers::wire::{self, Str, non_blank, optional_time, owned, required, required_time};
+use crate::providers::wire::{
+    self, Str, loose, non_blank, optional_time, owned, required, required_time,
+};
 use crate::providers::{IgnoreReason, ParseError, Parsed};
 
 /// The EventBridge source the `inject` fire drill publishes under (`aws.*` sources are reserved).
@@ -52,9 +54,27 @@ struct Body<'a> {
     #[serde(borrow, default)]
     resources: Option<Vec<Str<'a>>>,
     #[serde(borrow)]
-    detail: Option<&'a RawValue>,
+    detail: Option<Box<Detail<'a>>>,
 
-    // An ASG lifecycle hook whose notification target is the queue itself.
+    // An ASG lifecycle hook whose notification target is the queue itself: these two fields
+    // tell it apart; the rest of it is read by `direct_lifecycle` when it is one.
+    #[serde(
+        rename = "LifecycleTransition",
+        borrow,
+        deserialize_with = "loose",
+        default
+    )]
+    lifecycle_transition: Option<Str<'a>>,
+    #[serde(rename = "Event", borrow, deserialize_with = "loose", default)]
+    asg_event: Option<Str<'a>>,
+}
+
+/// The `detail` of every event type the mapping reads, united so the body is parsed in one pass.
+/// Every field is loose: another event type's `detail` may use the same name for another type,
+/// and such a message must still come out as ignored, not as an error.
+/// An ASG lifecycle hook message sent straight to SQS (or its test notification).
+#[derive(Deserialize)]
+struct DirectHook<'a> {
     #[serde(rename = "LifecycleTransition", borrow)]
     lifecycle_transition: Option<Str<'a>>,
     #[serde(rename = "Event", borrow)]
@@ -70,61 +90,60 @@ struct Body<'a> {
     #[serde(rename = "RequestId", borrow)]
     request_id: Option<Str<'a>>,
     #[serde(rename = "Time", borrow)]
-    asg_time: Option<Str<'a>>,
+    time: Option<Str<'a>>,
     #[serde(rename = "AccountId", borrow)]
     account_id: Option<Str<'a>>,
 }
 
-#[derive(Deserialize)]
-struct Ec2Detail<'a> {
-    #[serde(rename = "instance-id", borrow)]
+#[derive(Default, Deserialize)]
+#[serde(default)]
+struct Detail<'a> {
+    // EC2 interruption, rebalance and state-change notices.
+    #[serde(rename = "instance-id", borrow, deserialize_with = "loose")]
     instance_id: Option<Str<'a>>,
-    #[serde(rename = "instance-action", borrow)]
+    #[serde(rename = "instance-action", borrow, deserialize_with = "loose")]
     instance_action: Option<Str<'a>>,
-    #[serde(borrow)]
+    #[serde(borrow, deserialize_with = "loose")]
     state: Option<Str<'a>>,
-}
 
-#[derive(Deserialize)]
-struct HealthDetail<'a> {
-    #[serde(rename = "eventArn", borrow)]
+    // AWS Health.
+    #[serde(rename = "eventArn", borrow, deserialize_with = "loose")]
     event_arn: Option<Str<'a>>,
-    #[serde(borrow)]
+    #[serde(borrow, deserialize_with = "loose")]
     service: Option<Str<'a>>,
-    #[serde(rename = "eventTypeCode", borrow)]
+    #[serde(rename = "eventTypeCode", borrow, deserialize_with = "loose")]
     event_type_code: Option<Str<'a>>,
-    #[serde(rename = "eventTypeCategory", borrow)]
+    #[serde(rename = "eventTypeCategory", borrow, deserialize_with = "loose")]
     event_type_category: Option<Str<'a>>,
-    #[serde(rename = "statusCode", borrow)]
+    #[serde(rename = "statusCode", borrow, deserialize_with = "loose")]
     status_code: Option<Str<'a>>,
-    #[serde(rename = "startTime", borrow)]
+    #[serde(rename = "startTime", borrow, deserialize_with = "loose")]
     start_time: Option<Str<'a>>,
-    #[serde(rename = "endTime", borrow)]
+    #[serde(rename = "endTime", borrow, deserialize_with = "loose")]
     end_time: Option<Str<'a>>,
-    #[serde(rename = "availabilityZone", borrow)]
+    #[serde(rename = "availabilityZone", borrow, deserialize_with = "loose")]
     availability_zone: Option<Str<'a>>,
-    #[serde(rename = "affectedEntities", borrow, default)]
-    affected_entities: Option<Vec<Entity<'a>>>,
+    /// Parsed only for Health events.
+    #[serde(rename = "affectedEntities", borrow)]
+    affected_entities: Option<&'a RawValue>,
+
+    // ASG lifecycle actions.
+    #[serde(rename = "EC2InstanceId", borrow, deserialize_with = "loose")]
+    ec2_instance_id: Option<Str<'a>>,
+    #[serde(rename = "LifecycleHookName", borrow, deserialize_with = "loose")]
+    lifecycle_hook_name: Option<Str<'a>>,
+    #[serde(rename = "LifecycleActionToken", borrow, deserialize_with = "loose")]
+    lifecycle_action_token: Option<Str<'a>>,
+    #[serde(rename = "AutoScalingGroupName", borrow, deserialize_with = "loose")]
+    auto_scaling_group_name: Option<Str<'a>>,
+    #[serde(rename = "LifecycleTransition", borrow, deserialize_with = "loose")]
+    lifecycle_transition: Option<Str<'a>>,
 }
 
 #[derive(Deserialize)]
 struct Entity<'a> {
     #[serde(rename = "entityValue", borrow)]
     entity_value: Option<Str<'a>>,
-}
-
-#[derive(Deserialize)]
-struct AsgDetail<'a> {
-    #[serde(rename = "EC2InstanceId", borrow)]
-    ec2_instance_id: Option<Str<'a>>,
-    #[serde(rename = "LifecycleHookName", borrow)]
-    lifecycle_hook_name: Option<Str<'a>>,
-    #[serde(rename = "LifecycleActionToken", borrow)]
-    lifecycle_action_token: Option<Str<'a>>,
-    #[serde(rename = "AutoScalingGroupName", borrow)]
-    auto_scaling_group_name: Option<Str<'a>>,
-    #[serde(rename = "LifecycleTransition", borrow)]
-    lifecycle_transition: Option<Str<'a>>,
 }
 
 /// The envelope fields every EventBridge-borne event shares.
@@ -136,7 +155,6 @@ struct Envelope<'a> {
     region: Option<String>,
     time: Timestamp,
     resources: Vec<Str<'a>>,
-    detail: &'a RawValue,
 }
 
 /// Normalises one SQS message body.
@@ -145,7 +163,7 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed, ParseError> {
     if body.detail_type.is_none()
         && (body.lifecycle_transition.is_some() || body.asg_event.is_some())
     {
-        return direct_lifecycle(body);
+        return direct_lifecycle(wire::from_slice(bytes)?);
     }
     let envelope = Envelope {
         id: required("id", body.id)?,
@@ -155,18 +173,18 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed, ParseError> {
         region: owned(&body.region),
         time: required_time("time", body.time)?,
         resources: body.resources.unwrap_or_default(),
-        detail: body.detail.ok_or(ParseError::MissingField("detail"))?,
     };
+    let detail = body.detail.ok_or(ParseError::MissingField("detail"))?;
     let drill = &*envelope.source == DRILL_SOURCE;
     let source = if drill { "aws.ec2" } else { &*envelope.source };
     let mut parsed = match (source, &*envelope.detail_type) {
         ("aws.ec2", SPOT_INTERRUPTION | CAPACITY_RESERVATION_INTERRUPTION) => {
-            ec2(&envelope, Kind::Interruption)?
+            ec2(&envelope, detail, Kind::Interruption)?
         }
-        ("aws.ec2", REBALANCE) => ec2(&envelope, Kind::RebalanceRecommendation)?,
-        ("aws.ec2", STATE_CHANGE) => ec2(&envelope, Kind::Termination)?,
-        ("aws.health", HEALTH) => health(&envelope)?,
-        ("aws.autoscaling", ASG_TERMINATE) => asg_in_envelope(&envelope)?,
+        ("aws.ec2", REBALANCE) => ec2(&envelope, detail, Kind::RebalanceRecommendation)?,
+        ("aws.ec2", STATE_CHANGE) => ec2(&envelope, detail, Kind::Termination)?,
+        ("aws.health", HEALTH) => health(&envelope, detail)?,
+        ("aws.autoscaling", ASG_TERMINATE) => asg_in_envelope(&envelope, detail)?,
         (source, detail_type) => {
             return Ok(Parsed::ignored(
                 IgnoreReason::UnknownType,
@@ -183,8 +201,7 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed, ParseError> {
 }
 
 /// Spot / Capacity Reservation interruption warnings, rebalance recommendations, state changes.
-fn ec2(env: &Envelope<'_>, kind: Kind) -> Result<Parsed, ParseError> {
-    let detail: Ec2Detail<'_> = wire::from_raw(env.detail)?;
+fn ec2(env: &Envelope<'_>, detail: Box<Detail<'_>>, kind: Kind) -> Result<Parsed, ParseError> {
     let instance_id = required("detail.instance-id", detail.instance_id)?;
     let mut details = Map::new();
     let (action, deadline) = match kind {
@@ -233,8 +250,7 @@ fn instance_action(value: &str) -> Result<Action, ParseError> {
 }
 
 /// AWS Health scheduled changes for EC2: one event per affected instance.
-fn health(env: &Envelope<'_>) -> Result<Parsed, ParseError> {
-    let detail: HealthDetail<'_> = wire::from_raw(env.detail)?;
+fn health(env: &Envelope<'_>, detail: Box<Detail<'_>>) -> Result<Parsed, ParseError> {
     let service = detail.service.as_deref().unwrap_or_default();
     let category = detail.event_type_category.as_deref().unwrap_or_default();
     if service != "EC2" || category != "scheduledChange" {
@@ -255,10 +271,11 @@ fn health(env: &Envelope<'_>) -> Result<Parsed, ParseError> {
     let action = health_action(code);
 
     // Instances are named in affectedEntities; older events carry them only in `resources`.
-    let mut instances: Vec<&str> = detail
-        .affected_entities
-        .as_deref()
-        .unwrap_or_default()
+    let entities: Vec<Entity<'_>> = match detail.affected_entities {
+        Some(raw) => wire::from_raw(raw)?,
+        None => Vec::new(),
+    };
+    let mut instances: Vec<&str> = entities
         .iter()
         .filter_map(|e| e.entity_value.as_deref())
         .filter(|v| is_instance_id(v))
@@ -294,7 +311,7 @@ fn health(env: &Envelope<'_>) -> Result<Parsed, ParseError> {
             data.not_after = not_after;
             data.deadline = not_before;
             data.details = details.clone();
-            Event::new(format!("{}/{instance_id}", &*env.id), data)
+            Event::new(wire::concat(&[&env.id, "/", instance_id]), data)
         })
         .collect();
     Ok(Parsed {
@@ -319,8 +336,7 @@ fn is_instance_id(value: &str) -> bool {
 }
 
 /// An ASG terminate lifecycle action delivered through EventBridge.
-fn asg_in_envelope(env: &Envelope<'_>) -> Result<Parsed, ParseError> {
-    let detail: AsgDetail<'_> = wire::from_raw(env.detail)?;
+fn asg_in_envelope(env: &Envelope<'_>, detail: Box<Detail<'_>>) -> Result<Parsed, ParseError> {
     let transition = detail
         .lifecycle_transition
         .as_deref()
@@ -344,7 +360,7 @@ fn asg_in_envelope(env: &Envelope<'_>) -> Result<Parsed, ParseError> {
 }
 
 /// An ASG lifecycle hook whose notification target is the SQS queue itself (no envelope).
-fn direct_lifecycle(body: Body<'_>) -> Result<Parsed, ParseError> {
+fn direct_lifecycle(body: DirectHook<'_>) -> Result<Parsed, ParseError> {
     if body.asg_event.as_deref() == Some(ASG_TEST) {
         return Ok(Parsed::ignored(
             IgnoreReason::TestNotification,
@@ -360,7 +376,7 @@ fn direct_lifecycle(body: Body<'_>) -> Result<Parsed, ParseError> {
     }
     let id = required("RequestId", body.request_id)?;
     let instance_id = required("EC2InstanceId", body.ec2_instance_id)?;
-    let time = required_time("Time", body.asg_time)?;
+    let time = required_time("Time", body.time)?;
     let instance = Instance {
         id: instance_id.into_owned(),
         name: None,
@@ -419,7 +435,9 @@ fn event_for(env: &Envelope<'_>, kind: Kind, instance_id: &str, zone: Option<Str
     let instance = Instance {
         id: instance_id.to_owned(),
         name: None,
-        provider_id: zone.as_ref().map(|z| format!("aws:///{z}/{instance_id}")),
+        provider_id: zone
+            .as_deref()
+            .map(|z| wire::concat(&["aws:///", z, "/", instance_id])),
         resource_id: arn.map(|a| a.to_string()),
     };
     let mut data = EventData::new(
@@ -490,6 +508,16 @@ mod tests {
             "time":"2026-01-01T00:00:00Z","detail":{"instance-id":"i-1","instance-action":"explode"}}"#;
         let err = parse(body).unwrap_err();
         assert_eq!(err.kind(), "invalid_value");
+    }
+
+    #[test]
+    fn an_unmapped_type_reusing_field_names_with_other_types_is_ignored_not_rejected() {
+        let body = br#"{"id":"x","source":"aws.ecs","detail-type":"ECS Task State Change",
+            "time":"2026-01-01T00:00:00Z","detail":{"state":{"desired":"STOPPED"},
+            "affectedEntities":"n/a","instance-id":42,"service":["a"]}}"#;
+        let parsed = parse(body).unwrap();
+        assert!(parsed.events.is_empty());
+        assert_eq!(parsed.ignored[0].reason, IgnoreReason::UnknownType);
     }
 
     #[test]

@@ -8,11 +8,13 @@
 
 use jiff::{SignedDuration, Timestamp};
 use serde::Deserialize;
-use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::event::{Action, Event, EventData, Instance, Kind, Provider, Status};
-use crate::providers::wire::{self, Str, non_blank, optional_time, owned, required};
+use crate::providers::wire::{
+    self, Str, loose, loose_i64, loose_object, loose_strings, non_blank, optional_time, owned,
+    required,
+};
 use crate::providers::{IgnoreReason, ParseError, Parsed};
 
 /// Event type of a VM scheduled event surfaced through Event Grid.
@@ -43,61 +45,79 @@ struct GridEvent<'a> {
     ce_time: Option<Str<'a>>,
     #[serde(borrow)]
     subject: Option<Str<'a>>,
-    #[serde(borrow)]
-    data: Option<&'a RawValue>,
+    #[serde(borrow, deserialize_with = "loose_object", default)]
+    data: Option<Data<'a>>,
 }
 
+/// The `data` of the event types the mapping reads, united so the body is parsed in one pass.
+/// Every field is loose: other event types may use these names for other types, and such an
+/// event must still come out as ignored, not as an error.
 #[derive(Deserialize)]
 struct Data<'a> {
-    #[serde(rename = "resourceInfo", borrow)]
-    resource_info: Option<ResourceInfo<'a>>,
-    #[serde(rename = "validationCode", borrow)]
+    #[serde(
+        rename = "resourceInfo",
+        borrow,
+        deserialize_with = "loose_object",
+        default
+    )]
+    resource_info: Option<Box<ResourceInfo<'a>>>,
+    #[serde(rename = "validationCode", borrow, deserialize_with = "loose", default)]
     validation_code: Option<Str<'a>>,
 }
 
 #[derive(Deserialize)]
 struct ResourceInfo<'a> {
-    #[serde(borrow)]
+    #[serde(borrow, deserialize_with = "loose", default)]
     id: Option<Str<'a>>,
-    #[serde(borrow)]
+    #[serde(borrow, deserialize_with = "loose", default)]
     location: Option<Str<'a>>,
-    #[serde(borrow)]
-    properties: Option<Properties<'a>>,
+    #[serde(borrow, deserialize_with = "loose_object", default)]
+    properties: Option<Box<Properties<'a>>>,
 }
 
 /// The union of the properties of scheduled events and of health annotations.
 #[derive(Deserialize)]
 struct Properties<'a> {
     // Scheduled events (PascalCase, as the Instance Metadata Service spells them).
-    #[serde(rename = "EventId", borrow)]
+    #[serde(rename = "EventId", borrow, deserialize_with = "loose", default)]
     event_id: Option<Str<'a>>,
-    #[serde(rename = "EventType", borrow)]
+    #[serde(rename = "EventType", borrow, deserialize_with = "loose", default)]
     event_type: Option<Str<'a>>,
-    #[serde(rename = "EventStatus", borrow)]
+    #[serde(rename = "EventStatus", borrow, deserialize_with = "loose", default)]
     event_status: Option<Str<'a>>,
-    #[serde(rename = "EventSource", borrow)]
+    #[serde(rename = "EventSource", borrow, deserialize_with = "loose", default)]
     event_source: Option<Str<'a>>,
-    #[serde(rename = "NotBefore", borrow)]
+    #[serde(rename = "NotBefore", borrow, deserialize_with = "loose", default)]
     not_before: Option<Str<'a>>,
-    #[serde(rename = "DurationInSeconds")]
+    #[serde(rename = "DurationInSeconds", default, deserialize_with = "loose_i64")]
     duration_in_seconds: Option<i64>,
-    #[serde(rename = "Description", borrow)]
+    #[serde(rename = "Description", borrow, deserialize_with = "loose", default)]
     description: Option<Str<'a>>,
-    #[serde(rename = "Resources", borrow)]
+    #[serde(
+        rename = "Resources",
+        borrow,
+        deserialize_with = "loose_strings",
+        default
+    )]
     resources: Option<Vec<Str<'a>>>,
 
     // Resource Health annotations (camelCase).
-    #[serde(rename = "targetResourceId", borrow)]
+    #[serde(
+        rename = "targetResourceId",
+        borrow,
+        deserialize_with = "loose",
+        default
+    )]
     target_resource_id: Option<Str<'a>>,
-    #[serde(rename = "occurredTime", borrow)]
+    #[serde(rename = "occurredTime", borrow, deserialize_with = "loose", default)]
     occurred_time: Option<Str<'a>>,
-    #[serde(rename = "annotationName", borrow)]
+    #[serde(rename = "annotationName", borrow, deserialize_with = "loose", default)]
     annotation_name: Option<Str<'a>>,
-    #[serde(borrow)]
+    #[serde(borrow, deserialize_with = "loose", default)]
     reason: Option<Str<'a>>,
-    #[serde(borrow)]
+    #[serde(borrow, deserialize_with = "loose", default)]
     context: Option<Str<'a>>,
-    #[serde(borrow)]
+    #[serde(borrow, deserialize_with = "loose", default)]
     category: Option<Str<'a>>,
 }
 
@@ -134,8 +154,7 @@ pub fn validation_code(bytes: &[u8]) -> Option<String> {
     if &*ty != SUBSCRIPTION_VALIDATION {
         return None;
     }
-    let data: Data<'_> = serde_json::from_str(event.data?.get()).ok()?;
-    owned(&data.validation_code)
+    owned(&event.data?.validation_code)
 }
 
 fn one(mut event: GridEvent<'_>) -> Result<Parsed, ParseError> {
@@ -161,9 +180,8 @@ fn one(mut event: GridEvent<'_>) -> Result<Parsed, ParseError> {
     }
 }
 
-fn data_of<'a>(event: &GridEvent<'a>) -> Result<ResourceInfo<'a>, ParseError> {
-    let raw = event.data.ok_or(ParseError::MissingField("data"))?;
-    let data: Data<'a> = wire::from_raw(raw)?;
+fn data_of<'a>(event: &mut GridEvent<'a>) -> Result<Box<ResourceInfo<'a>>, ParseError> {
+    let data = event.data.take().ok_or(ParseError::MissingField("data"))?;
     data.resource_info
         .ok_or(ParseError::MissingField("data.resourceInfo"))
 }
@@ -176,8 +194,8 @@ fn event_time(event: &GridEvent<'_>) -> Result<Timestamp, ParseError> {
 }
 
 /// A VM scheduled event: one normalised event per VM it names.
-fn scheduled_event(event: GridEvent<'_>, ty: &str) -> Result<Parsed, ParseError> {
-    let info = data_of(&event)?;
+fn scheduled_event(mut event: GridEvent<'_>, ty: &str) -> Result<Parsed, ParseError> {
+    let info = data_of(&mut event)?;
     let props = info
         .properties
         .ok_or(ParseError::MissingField("data.resourceInfo.properties"))?;
@@ -254,7 +272,7 @@ fn scheduled_event(event: GridEvent<'_>, ty: &str) -> Result<Parsed, ParseError>
             }
             data.deadline = Some(starts);
             data.details = details.clone();
-            Event::new(format!("{}/{}", &*id, &**vm), data)
+            Event::new(wire::concat(&[&id, "/", vm]), data)
         })
         .collect();
     Ok(Parsed {
@@ -278,8 +296,8 @@ fn scheduled_status(value: &str) -> Result<Status, ParseError> {
 }
 
 /// A Resource Health annotation on a VM.
-fn annotation(event: GridEvent<'_>, ty: &str) -> Result<Parsed, ParseError> {
-    let info = data_of(&event)?;
+fn annotation(mut event: GridEvent<'_>, ty: &str) -> Result<Parsed, ParseError> {
+    let info = data_of(&mut event)?;
     let props = info
         .properties
         .ok_or(ParseError::MissingField("data.resourceInfo.properties"))?;
@@ -414,13 +432,13 @@ pub fn provider_id(vm_id: &str) -> String {
 struct ResourceId<'a> {
     subscription: &'a str,
     resource_group: &'a str,
-    /// The segments after `providers/`, e.g. `Microsoft.Compute/virtualMachines/vm1`.
-    tail: Vec<&'a str>,
+    /// What follows the resource group, e.g. `providers/Microsoft.Compute/virtualMachines/vm1`.
+    tail: &'a str,
 }
 
 impl<'a> ResourceId<'a> {
     fn parse(id: &'a str) -> Option<Self> {
-        let mut parts = id.trim_start_matches('/').split('/');
+        let mut parts = id.trim_start_matches('/').splitn(5, '/');
         if !parts.next()?.eq_ignore_ascii_case("subscriptions") {
             return None;
         }
@@ -429,7 +447,7 @@ impl<'a> ResourceId<'a> {
             return None;
         }
         let resource_group = parts.next().filter(|s| !s.is_empty())?;
-        let tail: Vec<&str> = parts.collect();
+        let tail = parts.next().unwrap_or_default();
         Some(ResourceId {
             subscription,
             resource_group,
@@ -441,19 +459,28 @@ impl<'a> ResourceId<'a> {
     /// instance `<vmss>_<N>` lives at `virtualMachineScaleSets/<vmss>/virtualMachines/<N>`;
     /// anything else is a standalone (or Flexible scale-set) VM.
     fn vm_id(&self, vm: &str) -> String {
-        let base = format!(
-            "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.Compute",
-            self.subscription, self.resource_group
-        );
+        let base = [
+            "/subscriptions/",
+            self.subscription,
+            "/resourceGroups/",
+            self.resource_group,
+            "/providers/Microsoft.Compute",
+        ];
         match uniform_instance(vm) {
-            Some((vmss, n)) => format!("{base}/virtualMachineScaleSets/{vmss}/virtualMachines/{n}"),
-            None => format!("{base}/virtualMachines/{vm}"),
+            Some((vmss, n)) => wire::concat(
+                &[
+                    &base[..],
+                    &["/virtualMachineScaleSets/", vmss, "/virtualMachines/", n],
+                ]
+                .concat(),
+            ),
+            None => wire::concat(&[&base[..], &["/virtualMachines/", vm]].concat()),
         }
     }
 
     /// The VM's name: `<vmss>_<N>` for a scale-set instance, the last segment otherwise.
     fn vm_name(&self) -> String {
-        let t = &self.tail;
+        let t: Vec<&str> = self.tail.split('/').collect();
         let find = |key: &str| t.iter().position(|s| s.eq_ignore_ascii_case(key));
         if let (Some(i), Some(j)) = (find("virtualMachineScaleSets"), find("virtualMachines"))
             && let (Some(vmss), Some(n)) = (t.get(i + 1), t.get(j + 1))

@@ -177,7 +177,7 @@ fn log_entry(entry: Entry<'_>) -> Result<Parsed, ParseError> {
     let zone = owned(&label_zone).or_else(|| path.zone.map(str::to_owned));
     let name = path.instance.map(str::to_owned);
     let provider_id = match (&project, &zone, &name) {
-        (Some(p), Some(z), Some(n)) => Some(format!("gce://{p}/{z}/{n}")),
+        (Some(p), Some(z), Some(n)) => Some(wire::concat(&["gce://", p, "/", z, "/", n])),
         _ => None,
     };
     let instance = Instance {
