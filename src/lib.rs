@@ -5,5 +5,6 @@
 //! `docs/ARCHITECTURE.md` shows how the pieces fit.
 
 pub mod cli;
+pub mod dedupe;
 pub mod event;
 pub mod providers;

@@ -419,7 +419,7 @@ pub fn provider_id(vm_id: &str) -> String {
             out.push('/');
         }
         if lower_next {
-            out.push_str(&segment.to_ascii_lowercase());
+            out.extend(segment.chars().map(|c| c.to_ascii_lowercase()));
         } else {
             out.push_str(segment);
         }
@@ -466,16 +466,22 @@ impl<'a> ResourceId<'a> {
             self.resource_group,
             "/providers/Microsoft.Compute",
         ];
+        let mut id =
+            String::with_capacity(base.iter().map(|p| p.len()).sum::<usize>() + vm.len() + 48);
+        base.iter().for_each(|part| id.push_str(part));
         match uniform_instance(vm) {
-            Some((vmss, n)) => wire::concat(
-                &[
-                    &base[..],
-                    &["/virtualMachineScaleSets/", vmss, "/virtualMachines/", n],
-                ]
-                .concat(),
-            ),
-            None => wire::concat(&[&base[..], &["/virtualMachines/", vm]].concat()),
+            Some((vmss, n)) => {
+                id.push_str("/virtualMachineScaleSets/");
+                id.push_str(vmss);
+                id.push_str("/virtualMachines/");
+                id.push_str(n);
+            }
+            None => {
+                id.push_str("/virtualMachines/");
+                id.push_str(vm);
+            }
         }
+        id
     }
 
     /// The VM's name: `<vmss>_<N>` for a scale-set instance, the last segment otherwise.
