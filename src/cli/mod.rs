@@ -1,6 +1,10 @@
 //! The command line: what each subcommand takes, and the exit codes it promises.
 
+mod demo;
+#[cfg(feature = "aws")]
+mod inject;
 mod normalize;
+mod service;
 
 use std::path::PathBuf;
 
@@ -16,6 +20,8 @@ pub const EXIT_IO: u8 = 1;
 pub const EXIT_MALFORMED: u8 = 2;
 /// Exit code: the input is valid but produces no event; the reason is printed on stderr.
 pub const EXIT_NO_EVENT: u8 = 3;
+/// Exit code of `run` and `check-config` for a configuration error (also `EXIT_MALFORMED`).
+pub const EXIT_CONFIG: u8 = 2;
 
 /// Routes cloud Spot interruption and maintenance signals into one event schema and into the
 /// Kubernetes cluster.
@@ -64,6 +70,51 @@ pub enum Command {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
     },
+    /// Push the bundled samples of all three clouds through the pipeline in-process and exit.
+    ///
+    /// The samples go through the same router `run` uses, with a dry-run cluster and the stdout
+    /// sink: the normalised stream goes to stdout; the cluster actions it would take, a duplicate
+    /// delivery, and a summary go to stderr. No cloud account, no cluster.
+    Demo,
+    /// Run the router until SIGTERM or SIGINT.
+    ///
+    /// Without --config it runs the embedded default: POST raw provider bodies to
+    /// http://127.0.0.1:8080/v1/ingest/<aws|azure|gcp>; actions are planned and logged (dry run);
+    /// events are printed on stdout. Logs go to stderr. Exit 2 on a configuration error, 1 when
+    /// the service cannot start.
+    Run {
+        /// The YAML configuration (see docs/configuration.md).
+        #[arg(long, short, env = "EVICTION_ROUTER_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Validate a configuration file and exit: 0 when valid, 2 with the offending key when not.
+    CheckConfig {
+        /// The YAML configuration.
+        config: PathBuf,
+    },
+    /// Fire drill: publish a realistic test event through EventBridge to prove rule → queue →
+    /// router → cluster.
+    ///
+    /// The event uses the source `eviction-router.drill` (AWS reserves `aws.*`) with the real
+    /// detail-type; the router treats it like the real one and marks it `details.drill = true`.
+    #[cfg(feature = "aws")]
+    Inject {
+        /// The cloud (only `aws` for now).
+        #[arg(long, short, value_parser = ["aws"])]
+        provider: String,
+        /// The EC2 instance the drill names.
+        #[arg(long)]
+        instance_id: String,
+        /// `interruption` or `rebalance_recommendation`.
+        #[arg(long, default_value = "interruption", value_parser = ["interruption", "rebalance_recommendation"])]
+        kind: String,
+        /// The EventBridge bus the rules are on.
+        #[arg(long, default_value = "default")]
+        event_bus: String,
+        /// The instance's availability zone, which lands in the ARN (and the providerID).
+        #[arg(long)]
+        zone: Option<String>,
+    },
 }
 
 fn parse_provider(s: &str) -> Result<Provider, String> {
@@ -75,5 +126,16 @@ pub fn run(cli: Cli) -> u8 {
     match cli.command {
         Command::Normalize { provider, input } => normalize::normalize(provider, &input),
         Command::Replay { provider, paths } => normalize::replay(provider, &paths),
+        Command::Demo => demo::demo(),
+        Command::Run { config } => service::run(config.as_deref()),
+        Command::CheckConfig { config } => service::check_config(&config),
+        #[cfg(feature = "aws")]
+        Command::Inject {
+            provider: _,
+            instance_id,
+            kind,
+            event_bus,
+            zone,
+        } => inject::aws(&instance_id, &kind, &event_bus, zone.as_deref()),
     }
 }

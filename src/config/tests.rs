@@ -1,0 +1,128 @@
+use super::*;
+
+fn env(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+    let vars: Vec<(String, String)> = vars
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    move |name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+}
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::parse(text, env(&[]))
+}
+
+#[test]
+fn the_embedded_default_is_ingest_dry_run_stdout() {
+    let c = Config::parse(EMBEDDED_DEFAULT, env(&[])).unwrap();
+    assert!(matches!(c.sources[..], [SourceConfig::HttpIngest(_)]));
+    assert_eq!(c.cluster.mode, ClusterMode::DryRun);
+    assert!(matches!(c.sinks[..], [SinkConfig::Stdout]));
+    assert!(c.server.listen.ip().is_loopback());
+}
+
+#[test]
+fn the_aws_example_parses_with_its_variable_set() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/config/aws.yaml"
+    ))
+    .unwrap();
+    let c = Config::parse(
+        &text,
+        env(&[(
+            "EVICTION_ROUTER_SQS_QUEUE_URL",
+            "http://127.0.0.1:5000/123/q",
+        )]),
+    )
+    .unwrap();
+    let SourceConfig::AwsSqs(sqs) = &c.sources[0] else {
+        panic!("not sqs")
+    };
+    assert_eq!(sqs.queue_url, "http://127.0.0.1:5000/123/q");
+    assert_eq!(
+        (sqs.pollers, sqs.max_messages, sqs.wait_time_seconds),
+        (2, 10, 20)
+    );
+}
+
+#[test]
+fn unknown_keys_are_rejected_by_name() {
+    let err = parse("sources:\n  - type: http_ingest\nrouter:\n  concurency: 3\n").unwrap_err();
+    assert!(err.to_string().contains("concurency"), "{err}");
+    let err = parse("sources:\n  - type: aws_sqs\n    queue_url: https://q\n    poller: 3\n")
+        .unwrap_err();
+    assert!(err.to_string().contains("poller"), "{err}");
+    let err = parse("sources:\n  - type: kafka\n").unwrap_err();
+    assert!(err.to_string().contains("kafka"), "{err}");
+}
+
+#[test]
+fn out_of_range_values_name_their_key() {
+    let cases = [
+        ("sources: []\n", "sources"),
+        (
+            "sources:\n  - type: aws_sqs\n    queue_url: q\n",
+            "sources[0].queue_url",
+        ),
+        (
+            "sources:\n  - type: aws_sqs\n    queue_url: https://q\n    max_messages: 11\n",
+            "sources[0].max_messages",
+        ),
+        (
+            "sources:\n  - type: http_ingest\nrouter:\n  concurrency: 0\n",
+            "router.concurrency",
+        ),
+        (
+            "sources:\n  - type: http_ingest\nsinks:\n  - type: webhook\n    url: ftp://x\n",
+            "sinks[0].url",
+        ),
+        (
+            "sources:\n  - type: gcp_pubsub\n    subscription: my-sub\n",
+            "sources[0].subscription",
+        ),
+        (
+            "sources:\n  - type: azure_service_bus\n    namespace: n\n    queue: q\n    auth: sas\n",
+            "sources[0].connection_string",
+        ),
+    ];
+    for (text, key) in cases {
+        let err = parse(text).unwrap_err();
+        assert!(err.to_string().contains(key), "{text}: {err}");
+    }
+}
+
+#[test]
+fn env_references_expand_and_missing_ones_are_errors_with_a_line() {
+    let text = "sources:\n  - type: aws_sqs\n    queue_url: ${QUEUE}\n";
+    let c = Config::parse(text, env(&[("QUEUE", "https://sqs.example/1/q")])).unwrap();
+    let SourceConfig::AwsSqs(sqs) = &c.sources[0] else {
+        panic!()
+    };
+    assert_eq!(sqs.queue_url, "https://sqs.example/1/q");
+    let err = parse(text).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "line 3: environment variable `QUEUE` is not set (write `$${` for a literal `${`)"
+    );
+    assert!(matches!(
+        parse("sources: ${OPEN\n").unwrap_err(),
+        ConfigError::UnclosedEnv { line: 1 }
+    ));
+}
+
+#[test]
+fn escaped_and_commented_references_are_left_alone() {
+    let out = expand_env("a: $${LITERAL}\n# see ${NOT_SET}\nb: x\n", env(&[])).unwrap();
+    assert_eq!(out, "a: ${LITERAL}\n# see ${NOT_SET}\nb: x\n");
+}
+
+#[test]
+fn omitted_sections_take_their_defaults() {
+    let c = parse("sources:\n  - type: http_ingest\n").unwrap();
+    assert_eq!(c.router.concurrency, 64);
+    assert_eq!(c.cluster.mode, ClusterMode::Kubernetes);
+    assert!(c.cluster.leader_election.enabled);
+    assert!(matches!(c.sinks[..], [SinkConfig::Stdout]));
+    assert_eq!(c.server.listen.port(), 8080);
+}

@@ -1,0 +1,413 @@
+//! Telemetry from one place: each method is one happening, and writes its `tracing` line and
+//! moves its metric together, so logs and metrics never drift. Labels come only from bounded
+//! sets (providers, kinds, reasons, outcomes, stages); never node, instance or event ids.
+
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+use crate::ack::Outcome;
+use crate::event::{Event, Provider};
+use crate::providers::{Ignored, ParseError};
+
+/// Histogram buckets in seconds, from 5 ms to the 600 s a maintenance lead can take.
+const BUCKETS: [f64; 16] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+];
+
+fn histogram() -> Histogram {
+    Histogram::new(BUCKETS.iter().copied())
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProviderKind {
+    provider: &'static str,
+    kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProviderReason {
+    provider: &'static str,
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProviderLabel {
+    provider: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProviderOutcome {
+    provider: &'static str,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ActionOutcome {
+    action: &'static str,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabel {
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SinkOutcome {
+    sink: &'static str,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProviderStage {
+    provider: &'static str,
+    stage: &'static str,
+}
+
+/// Every metric of the router, registered once.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    events_received: Family<ProviderKind, Counter>,
+    events_ignored: Family<ProviderReason, Counter>,
+    events_invalid: Family<ProviderLabel, Counter>,
+    event_delivery_lag: HistogramFamily<ProviderKind>,
+    messages: Family<ProviderOutcome, Counter>,
+    message_duration: HistogramFamily<ProviderOutcome>,
+    action_duration: HistogramFamily<ActionOutcome>,
+    actions: Family<ActionOutcome, Counter>,
+    evictions: Family<OutcomeLabel, Counter>,
+    drain_deadline_missed: Counter,
+    replacement_latency: HistogramFamily<ProviderKind>,
+    replacements_pending: Gauge,
+    replacement_timeouts: Counter,
+    sink_deliveries: Family<SinkOutcome, Counter>,
+    source_errors: Family<ProviderStage, Counter>,
+    source_backlog: Family<ProviderLabel, Gauge>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    /// A registry with every metric, all at zero.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("eviction_router");
+        let m = Metrics {
+            events_received: Family::default(),
+            events_ignored: Family::default(),
+            events_invalid: Family::default(),
+            event_delivery_lag: Family::new_with_constructor(histogram),
+            messages: Family::default(),
+            message_duration: Family::new_with_constructor(histogram),
+            action_duration: Family::new_with_constructor(histogram),
+            actions: Family::default(),
+            evictions: Family::default(),
+            drain_deadline_missed: Counter::default(),
+            replacement_latency: Family::new_with_constructor(histogram),
+            replacements_pending: Gauge::default(),
+            replacement_timeouts: Counter::default(),
+            sink_deliveries: Family::default(),
+            source_errors: Family::default(),
+            source_backlog: Family::default(),
+            registry: Registry::default(),
+        };
+        let r = &mut registry;
+        r.register(
+            "events_received",
+            "Normalised events received",
+            m.events_received.clone(),
+        );
+        r.register(
+            "events_ignored",
+            "Valid messages or events not acted on",
+            m.events_ignored.clone(),
+        );
+        r.register(
+            "events_invalid",
+            "Malformed messages (poison)",
+            m.events_invalid.clone(),
+        );
+        r.register(
+            "event_delivery_lag_seconds",
+            "Time from the provider's occurred_at to the router receiving the event",
+            m.event_delivery_lag.clone(),
+        );
+        r.register(
+            "messages",
+            "Messages settled, by outcome",
+            m.messages.clone(),
+        );
+        r.register(
+            "message_duration_seconds",
+            "Time the router spent on a message, from receipt to outcome",
+            m.message_duration.clone(),
+        );
+        r.register(
+            "action_duration_seconds",
+            "Duration of cluster actions",
+            m.action_duration.clone(),
+        );
+        r.register("actions", "Cluster actions, by outcome", m.actions.clone());
+        r.register(
+            "evictions",
+            "Pod evictions, by outcome",
+            m.evictions.clone(),
+        );
+        r.register(
+            "drain_deadline_missed",
+            "Drains that did not finish before the deadline",
+            m.drain_deadline_missed.clone(),
+        );
+        r.register(
+            "replacement_latency_seconds",
+            "Time from notice to a replacement Node being Ready",
+            m.replacement_latency.clone(),
+        );
+        r.register(
+            "replacements_pending",
+            "Replacements being waited for",
+            m.replacements_pending.clone(),
+        );
+        r.register(
+            "replacement_timeouts",
+            "Replacements given up on",
+            m.replacement_timeouts.clone(),
+        );
+        r.register(
+            "sink_deliveries",
+            "Stream sink deliveries, by outcome",
+            m.sink_deliveries.clone(),
+        );
+        r.register(
+            "source_errors",
+            "Errors talking to a source, by stage",
+            m.source_errors.clone(),
+        );
+        r.register(
+            "source_backlog_messages",
+            "Approximate messages waiting in the source queue",
+            m.source_backlog.clone(),
+        );
+        // Series operators alert on exist from the start at zero, so that `increase()` sees the
+        // first event and dashboards show zero rather than no data.
+        for provider in Provider::ALL {
+            let _ = m.events_invalid.get_or_create(&ProviderLabel {
+                provider: provider.as_str(),
+            });
+            for kind in crate::event::Kind::ALL {
+                let _ = m.events_received.get_or_create(&ProviderKind {
+                    provider: provider.as_str(),
+                    kind: kind.as_str(),
+                });
+            }
+        }
+        for outcome in ["evicted", "pdb_blocked", "error"] {
+            let _ = m.evictions.get_or_create(&OutcomeLabel { outcome });
+        }
+        Metrics { registry, ..m }
+    }
+
+    /// The Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+
+    /// A normalised event arrived, `lag` after the provider says it occurred.
+    pub fn event_received(&self, event: &Event, lag: Duration) {
+        let d = &event.data;
+        tracing::info!(
+            provider = %d.provider, kind = %d.kind, id = %event.id, instance = %d.instance.id,
+            provider_event = %d.provider_event, lag_ms = lag.as_millis() as u64,
+            "Received an event."
+        );
+        let labels = ProviderKind {
+            provider: d.provider.as_str(),
+            kind: d.kind.as_str(),
+        };
+        self.events_received.get_or_create(&labels).inc();
+        self.event_delivery_lag
+            .get_or_create(&labels)
+            .observe(lag.as_secs_f64());
+    }
+
+    /// A message or event was valid but not acted on.
+    pub fn event_ignored(&self, provider: Provider, ignored: &Ignored) {
+        tracing::info!(provider = %provider, reason = ignored.reason.as_str(), detail = %ignored.detail, "Ignored a message.");
+        self.events_ignored
+            .get_or_create(&ProviderReason {
+                provider: provider.as_str(),
+                reason: ignored.reason.as_str(),
+            })
+            .inc();
+    }
+
+    /// A message could not be normalised: it is poison.
+    pub fn event_invalid(&self, provider: Provider, message_id: Option<&str>, error: &ParseError) {
+        tracing::warn!(provider = %provider, message_id, kind = error.kind(), error = %error, "Rejected a malformed message.");
+        self.events_invalid
+            .get_or_create(&ProviderLabel {
+                provider: provider.as_str(),
+            })
+            .inc();
+    }
+
+    /// A message was settled.
+    pub fn message_settled(&self, provider: Provider, outcome: Outcome, took: Duration) {
+        tracing::debug!(provider = %provider, outcome = outcome.as_str(), took_ms = took.as_secs_f64() * 1e3, "Settled a message.");
+        let labels = ProviderOutcome {
+            provider: provider.as_str(),
+            outcome: outcome.as_str(),
+        };
+        self.messages.get_or_create(&labels).inc();
+        self.message_duration
+            .get_or_create(&labels)
+            .observe(took.as_secs_f64());
+    }
+
+    /// A message ran past the per-message timeout.
+    pub fn message_timed_out(&self, provider: Provider, message_id: Option<&str>, limit: Duration) {
+        tracing::warn!(provider = %provider, message_id, limit_s = limit.as_secs(), "A message took too long; releasing it for redelivery.");
+    }
+
+    /// A cluster action finished.
+    pub fn action(&self, action: &'static str, outcome: &'static str, took: Duration) {
+        let labels = ActionOutcome { action, outcome };
+        self.actions.get_or_create(&labels).inc();
+        self.action_duration
+            .get_or_create(&labels)
+            .observe(took.as_secs_f64());
+    }
+
+    /// A pod eviction attempt ended (`evicted`, `pdb_blocked`, `error`).
+    pub fn eviction(&self, outcome: &'static str) {
+        self.evictions
+            .get_or_create(&OutcomeLabel { outcome })
+            .inc();
+    }
+
+    /// A drain did not finish before its deadline.
+    pub fn drain_deadline_missed(&self) {
+        self.drain_deadline_missed.inc();
+    }
+
+    /// A replacement Node became Ready `latency` after the notice.
+    pub fn replacement_ready(&self, provider: Provider, kind: &'static str, latency: Duration) {
+        self.replacement_latency
+            .get_or_create(&ProviderKind {
+                provider: provider.as_str(),
+                kind,
+            })
+            .observe(latency.as_secs_f64());
+    }
+
+    /// Sets how many replacements are being waited for.
+    pub fn replacements_pending(&self, n: i64) {
+        self.replacements_pending.set(n);
+    }
+
+    /// A replacement was given up on.
+    pub fn replacement_timeout(&self) {
+        self.replacement_timeouts.inc();
+    }
+
+    /// A stream sink delivery ended (`delivered`, `failed`, `dropped`).
+    pub fn sink_delivery(&self, sink: &'static str, outcome: &'static str) {
+        self.sink_deliveries
+            .get_or_create(&SinkOutcome { sink, outcome })
+            .inc();
+    }
+
+    /// A source call failed.
+    pub fn source_error(
+        &self,
+        provider: Provider,
+        stage: &'static str,
+        error: &dyn std::fmt::Display,
+    ) {
+        tracing::warn!(provider = %provider, stage, error = %error, "A source call failed; backing off.");
+        self.source_errors
+            .get_or_create(&ProviderStage {
+                provider: provider.as_str(),
+                stage,
+            })
+            .inc();
+    }
+
+    /// The source's queue holds about `n` messages.
+    pub fn source_backlog(&self, provider: Provider, n: i64) {
+        self.source_backlog
+            .get_or_create(&ProviderLabel {
+                provider: provider.as_str(),
+            })
+            .set(n);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_documented_metric_is_exposed_with_its_prefix() {
+        let m = Metrics::new();
+        m.action("cordon", "ok", Duration::from_millis(3));
+        m.sink_delivery("stdout", "delivered");
+        m.source_error(Provider::Aws, "receive", &"refused");
+        m.source_backlog(Provider::Aws, 3);
+        m.replacement_ready(Provider::Aws, "interruption", Duration::from_secs(90));
+        m.events_ignored
+            .get_or_create(&ProviderReason {
+                provider: "aws",
+                reason: "duplicate",
+            })
+            .inc();
+        m.event_delivery_lag
+            .get_or_create(&ProviderKind {
+                provider: "aws",
+                kind: "interruption",
+            })
+            .observe(1.0);
+        let text = m.encode();
+        for name in [
+            "eviction_router_events_received_total",
+            "eviction_router_events_ignored_total",
+            "eviction_router_events_invalid_total",
+            "eviction_router_event_delivery_lag_seconds",
+            "eviction_router_action_duration_seconds",
+            "eviction_router_actions_total",
+            "eviction_router_evictions_total",
+            "eviction_router_drain_deadline_missed_total",
+            "eviction_router_replacement_latency_seconds",
+            "eviction_router_replacements_pending",
+            "eviction_router_replacement_timeouts_total",
+            "eviction_router_sink_deliveries_total",
+            "eviction_router_source_errors_total",
+            "eviction_router_source_backlog_messages",
+        ] {
+            assert!(
+                text.contains(&format!("# TYPE {}", name.trim_end_matches("_total"))),
+                "{name} missing:\n{text}"
+            );
+        }
+        assert!(
+            text.contains("eviction_router_drain_deadline_missed_total 0"),
+            "{text}"
+        );
+        assert!(text.contains("le=\"600.0\""), "buckets reach 600 s");
+    }
+}

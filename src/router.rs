@@ -1,0 +1,197 @@
+//! The router: normalise → dedupe `(source, id)` → cluster actions → sinks → [`Outcome`].
+//!
+//! Deliveries arrive on one bounded channel from every source; at most `concurrency` are handled
+//! at once, each within the per-message timeout. On shutdown the channel is closed by the
+//! sources, and what is in flight finishes (or is dropped, which counts as retry).
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use jiff::Timestamp;
+use tokio::sync::{Semaphore, mpsc};
+use tokio::task::JoinSet;
+
+use crate::ack::{Delivery, Outcome};
+use crate::cluster::{Applied, Cluster};
+use crate::config::RouterConfig;
+use crate::dedupe::{Dedupe, Seen};
+use crate::event::{Event, Provider};
+use crate::metrics::Metrics;
+use crate::providers::{self, IgnoreReason, Ignored};
+use crate::sinks::Sinks;
+
+/// What the router did with one event, for callers that show it (the demo).
+#[derive(Debug)]
+pub struct Report {
+    /// The event, with `node` filled when it was resolved.
+    pub event: Event,
+    /// What the cluster did or planned.
+    pub applied: Applied,
+}
+
+/// The shared state of the handlers.
+#[derive(Debug)]
+pub struct Router {
+    dedupe: Mutex<Dedupe>,
+    cluster: Cluster,
+    sinks: Sinks,
+    metrics: Arc<Metrics>,
+    timeout: Duration,
+}
+
+impl Router {
+    /// A router over `cluster` and `sinks`.
+    pub fn new(
+        config: &RouterConfig,
+        cluster: Cluster,
+        sinks: Sinks,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Router {
+            dedupe: Mutex::new(Dedupe::new(config.dedupe_window(), config.dedupe_capacity)),
+            cluster,
+            sinks,
+            metrics,
+            timeout: config.message_timeout(),
+        }
+    }
+
+    /// The metrics the router writes to.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Handles one delivery within the per-message timeout and settles it.
+    pub async fn handle(&self, delivery: Delivery) {
+        let started = Instant::now();
+        let provider = delivery.provider;
+        let outcome = match tokio::time::timeout(
+            self.timeout,
+            self.handle_body(
+                provider,
+                &delivery.body,
+                delivery.received_at,
+                delivery.message_id.as_deref(),
+                &mut Vec::new(),
+            ),
+        )
+        .await
+        {
+            Ok(outcome) => outcome,
+            Err(_) => {
+                self.metrics.message_timed_out(
+                    provider,
+                    delivery.message_id.as_deref(),
+                    self.timeout,
+                );
+                Outcome::Retry
+            }
+        };
+        self.metrics
+            .message_settled(provider, outcome, started.elapsed());
+        delivery.settle(outcome);
+    }
+
+    /// Handles one message body; what was done for each event is appended to `reports`.
+    pub async fn handle_body(
+        &self,
+        provider: Provider,
+        body: &[u8],
+        received_at: Timestamp,
+        message_id: Option<&str>,
+        reports: &mut Vec<Report>,
+    ) -> Outcome {
+        let parsed = match providers::normalize(provider, body) {
+            Ok(parsed) => parsed,
+            Err(e) => {
+                self.metrics.event_invalid(provider, message_id, &e);
+                return Outcome::Poison;
+            }
+        };
+        for ignored in &parsed.ignored {
+            self.metrics.event_ignored(provider, ignored);
+        }
+        let mut outcome = Outcome::Ignored;
+        for event in parsed.events {
+            let lag = received_at.duration_since(event.data.occurred_at);
+            self.metrics
+                .event_received(&event, lag.try_into().unwrap_or(Duration::ZERO));
+            let key = Dedupe::key(&event.source(), &event.id);
+            let seen = self.dedupe_lock().begin(&key, Instant::now());
+            match seen {
+                Seen::Duplicate => {
+                    let ignored = Ignored {
+                        reason: IgnoreReason::Duplicate,
+                        detail: format!("event {}", event.id),
+                    };
+                    self.metrics.event_ignored(provider, &ignored);
+                }
+                Seen::InFlight => {
+                    tracing::info!(id = %event.id, "The same event is being handled already; asking for redelivery.");
+                    outcome = Outcome::Retry;
+                }
+                Seen::New => {
+                    let result = self.handle_event(event).await;
+                    let ok = result.is_some();
+                    self.dedupe_lock().finish(&key, ok, Instant::now());
+                    match result {
+                        Some(report) => {
+                            if outcome != Outcome::Retry {
+                                outcome = Outcome::Handled;
+                            }
+                            reports.push(report);
+                        }
+                        None => outcome = Outcome::Retry,
+                    }
+                }
+            }
+        }
+        outcome
+    }
+
+    /// Cluster actions, then sinks. `None` when a required step failed.
+    async fn handle_event(&self, event: Event) -> Option<Report> {
+        let applied = match self.cluster.apply(&event).await {
+            Ok(applied) => applied,
+            Err(e) => {
+                tracing::warn!(id = %event.id, kind = e.kind(), error = %e, "A cluster action failed; the message will be retried.");
+                return None;
+            }
+        };
+        if let Err(e) = self.sinks.publish(&event).await {
+            tracing::warn!(id = %event.id, error = %e, "A required sink failed; the message will be retried.");
+            return None;
+        }
+        Some(Report { event, applied })
+    }
+
+    fn dedupe_lock(&self) -> std::sync::MutexGuard<'_, Dedupe> {
+        // The dedupe set is plain data; a panic elsewhere cannot leave it half-updated.
+        self.dedupe.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Stops the sinks after they delivered what they hold, within `grace`.
+    pub async fn close(self, grace: Duration) {
+        self.sinks.close(grace).await;
+    }
+}
+
+/// Handles deliveries from `rx` with at most `concurrency` at once, until every sender is gone
+/// and every handler has finished.
+pub async fn serve(router: Arc<Router>, mut rx: mpsc::Receiver<Delivery>, concurrency: usize) {
+    let permits = Arc::new(Semaphore::new(concurrency));
+    let mut handlers = JoinSet::new();
+    while let Some(delivery) = rx.recv().await {
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            break;
+        };
+        let router = router.clone();
+        handlers.spawn(async move {
+            router.handle(delivery).await;
+            drop(permit);
+        });
+        // Reap finished handlers so the set does not grow with the message count.
+        while handlers.try_join_next().is_some() {}
+    }
+    while handlers.join_next().await.is_some() {}
+}

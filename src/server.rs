@@ -1,0 +1,103 @@
+//! The HTTP server: `/metrics`, `/healthz`, `/readyz`, and, when the `http_ingest` source is
+//! configured, `POST /v1/ingest/<provider>`.
+//!
+//! Ingest answers with the message's outcome: 200 for handled or ignored, 400 for a malformed
+//! body (poison), 413 over the size limit, 503 when it should be sent again (retry, or the router
+//! is shutting down).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router as Http;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use jiff::Timestamp;
+use tokio::sync::mpsc;
+
+use crate::ack::{Delivery, Outcome};
+use crate::event::Provider;
+use crate::health::Health;
+use crate::metrics::Metrics;
+use crate::providers::MAX_MESSAGE_BYTES;
+
+/// What the handlers share.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The metrics to expose.
+    pub metrics: Arc<Metrics>,
+    /// Component health for `/readyz`.
+    pub health: Arc<Health>,
+    /// Where ingested bodies go; `None` when `http_ingest` is not configured.
+    pub ingest: Option<mpsc::Sender<Delivery>>,
+}
+
+/// The routes.
+pub fn app(state: AppState) -> Http {
+    Http::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/v1/ingest/{provider}", post(ingest))
+        .layer(DefaultBodyLimit::max(MAX_MESSAGE_BYTES))
+        .with_state(state)
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.encode(),
+    )
+        .into_response()
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    let r = state.health.readiness(Instant::now());
+    let status = if r.ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let mut body = r.lines.join("\n");
+    body.push('\n');
+    (status, body).into_response()
+}
+
+async fn ingest(
+    State(state): State<AppState>,
+    Path(provider): Path<String>,
+    body: Bytes,
+) -> Response {
+    let Some(tx) = state.ingest else {
+        return (
+            StatusCode::NOT_FOUND,
+            "the http_ingest source is not configured\n",
+        )
+            .into_response();
+    };
+    let provider = match provider.parse::<Provider>() {
+        Ok(p) => p,
+        Err(e) => return (StatusCode::NOT_FOUND, format!("{e}\n")).into_response(),
+    };
+    let (delivery, pending) = Delivery::new(provider, body, Timestamp::now(), None);
+    if tx.send(delivery).await.is_err() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the router is shutting down\n",
+        )
+            .into_response();
+    }
+    let outcome = pending.outcome().await;
+    let status = match outcome {
+        Outcome::Handled | Outcome::Ignored => StatusCode::OK,
+        Outcome::Poison => StatusCode::BAD_REQUEST,
+        Outcome::Retry => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    let body = format!("{{\"outcome\":\"{}\"}}\n", outcome.as_str());
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}

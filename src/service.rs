@@ -1,0 +1,140 @@
+//! The running service: wires config → sources → router → cluster and sinks, serves HTTP, and
+//! shuts down in order on the token: stop receiving, let in-flight messages finish within the
+//! grace period (releasing the rest to their queues), flush the sinks.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::cluster::{Cluster, ClusterSetupError};
+use crate::config::{Config, SourceConfig};
+use crate::health::Health;
+use crate::metrics::Metrics;
+use crate::router::{self, Router};
+use crate::server::{self, AppState};
+use crate::sinks::{SinkError, Sinks};
+
+/// Why the service could not start. Runtime failures are logged and counted, never returned.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// The cluster could not be set up.
+    #[error(transparent)]
+    Cluster(#[from] ClusterSetupError),
+    /// A sink could not be set up.
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    /// A configured source is not available in this build.
+    #[error("source type `{0}` is not available in this version of eviction-router")]
+    SourceUnavailable(&'static str),
+    /// The HTTP server could not listen.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Runs until `shutdown` is cancelled.
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), ServiceError> {
+    let metrics = Arc::new(Metrics::new());
+    let health = Arc::new(Health::new(Duration::from_secs(
+        config.server.readiness_grace_seconds,
+    )));
+    let cluster = Cluster::new(&config.cluster)?;
+    let sinks = Sinks::start(&config.sinks, metrics.clone())?;
+    let grace = config.router.shutdown_grace();
+    let router = Arc::new(Router::new(&config.router, cluster, sinks, metrics.clone()));
+    let (tx, rx) = mpsc::channel(config.router.queue_capacity);
+
+    let mut sources = JoinSet::new();
+    let mut ingest = None;
+    for source in &config.sources {
+        match source {
+            SourceConfig::HttpIngest(_) => ingest = Some(tx.clone()),
+            #[cfg(feature = "aws")]
+            SourceConfig::AwsSqs(sqs) => {
+                let source = crate::sources::sqs::SqsSource::new(
+                    sqs.clone(),
+                    metrics.clone(),
+                    health.clone(),
+                )
+                .await;
+                sources.spawn(source.run(tx.clone(), shutdown.clone(), grace));
+            }
+            other => return Err(ServiceError::SourceUnavailable(other.type_name())),
+        }
+    }
+    drop(tx);
+
+    let listener = tokio::net::TcpListener::bind(config.server.listen)
+        .await
+        .map_err(|source| ServiceError::Bind {
+            addr: config.server.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().unwrap_or(config.server.listen);
+    let app = server::app(AppState {
+        metrics: metrics.clone(),
+        health,
+        ingest,
+    });
+    let server_stop = shutdown.clone();
+    let server = tokio::spawn(async move {
+        let serve =
+            axum::serve(listener, app).with_graceful_shutdown(server_stop.cancelled_owned());
+        if let Err(e) = serve.await {
+            tracing::error!(error = %e, "The HTTP server failed.");
+        }
+    });
+    let workers = tokio::spawn(router::serve(router.clone(), rx, config.router.concurrency));
+    tracing::info!(listen = %addr, sources = config.sources.len(), "eviction-router is running.");
+
+    shutdown.cancelled().await;
+    tracing::info!(
+        grace_s = grace.as_secs(),
+        "Shutting down: no new messages; finishing those in flight."
+    );
+    while sources.join_next().await.is_some() {}
+    let _ = server.await;
+    let _ = workers.await;
+    if let Ok(router) = Arc::try_unwrap(router) {
+        router.close(grace).await;
+    }
+    tracing::info!("eviction-router stopped.");
+    Ok(())
+}
+
+/// A token cancelled on SIGTERM or SIGINT.
+pub fn shutdown_on_signals() -> CancellationToken {
+    let token = CancellationToken::new();
+    let cancel = token.clone();
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            match signal(SignalKind::terminate()) {
+                Ok(mut term) => {
+                    tokio::select! {
+                        _ = term.recv() => tracing::info!("Received SIGTERM."),
+                        _ = tokio::signal::ctrl_c() => tracing::info!("Received SIGINT."),
+                    }
+                }
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        cancel.cancel();
+    });
+    token
+}

@@ -1,0 +1,301 @@
+//! The AWS SQS source: long-polls the queue EventBridge delivers to, hands each message to the
+//! router, and maps the outcome to SQS calls (DESIGN section 2):
+//!
+//! | outcome | call |
+//! |---|---|
+//! | handled, ignored, poison | `DeleteMessage` (batched), poison counted by the router |
+//! | retry | none: the message reappears when its visibility timeout expires |
+//!
+//! While a message is being handled its visibility is extended every half timeout, so a slow
+//! drain does not let it reappear. Credentials and endpoint come from the standard AWS chain
+//! (IRSA, Pod Identity, `AWS_ENDPOINT_URL` for a local endpoint such as moto).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_sdk_sqs::Client;
+use aws_sdk_sqs::types::{
+    DeleteMessageBatchRequestEntry, MessageSystemAttributeName, QueueAttributeName,
+};
+use bytes::Bytes;
+use jiff::Timestamp;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::Backoff;
+use crate::ack::{Delivery, Pending};
+use crate::config::SqsConfig;
+use crate::event::Provider;
+use crate::health::Health;
+use crate::metrics::Metrics;
+
+/// The health component name of this source.
+pub const COMPONENT: &str = "aws_sqs";
+/// How often the queue's backlog is read for `eviction_router_source_backlog_messages`.
+const BACKLOG_EVERY: Duration = Duration::from_secs(30);
+
+/// A configured SQS source.
+#[derive(Debug, Clone)]
+pub struct SqsSource {
+    client: Client,
+    config: SqsConfig,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+}
+
+impl SqsSource {
+    /// Resolves credentials and region the standard AWS way.
+    pub async fn new(config: SqsConfig, metrics: Arc<Metrics>, health: Arc<Health>) -> SqsSource {
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+        if let Some(region) = &config.region {
+            loader = loader.region(aws_config::Region::new(region.clone()));
+        }
+        let client = Client::new(&loader.load().await);
+        health.register(COMPONENT);
+        SqsSource {
+            client,
+            config,
+            metrics,
+            health,
+        }
+    }
+
+    /// Receives until `shutdown`, then waits up to `grace` for in-flight messages and releases
+    /// the rest for immediate redelivery.
+    pub async fn run(
+        self,
+        tx: mpsc::Sender<Delivery>,
+        shutdown: CancellationToken,
+        grace: Duration,
+    ) {
+        let (delete_tx, delete_rx) = mpsc::channel::<String>(1024);
+        let deleter = tokio::spawn(self.clone().delete_loop(delete_rx));
+        let backlog = tokio::spawn(self.clone().backlog_loop(shutdown.clone()));
+        let release = CancellationToken::new();
+        let mut pollers = JoinSet::new();
+        for _ in 0..self.config.pollers {
+            let in_flight = InFlight {
+                delete: delete_tx.clone(),
+                release: release.clone(),
+            };
+            pollers.spawn(
+                self.clone()
+                    .poll_loop(tx.clone(), shutdown.clone(), in_flight),
+            );
+        }
+        drop(tx);
+        drop(delete_tx);
+        // Every poller returns its in-flight settle tasks once it stops receiving.
+        let mut settling = JoinSet::new();
+        while let Some(done) = pollers.join_next().await {
+            if let Ok(mut tasks) = done {
+                while let Some(task) = tasks.try_join_next() {
+                    drop(task);
+                }
+                settling.spawn(async move { while tasks.join_next().await.is_some() {} });
+            }
+        }
+        if tokio::time::timeout(grace, async {
+            while settling.join_next().await.is_some() {}
+        })
+        .await
+        .is_err()
+        {
+            tracing::warn!(
+                "In-flight SQS messages did not finish within the grace period; releasing them."
+            );
+            release.cancel();
+            while settling.join_next().await.is_some() {}
+        }
+        backlog.abort();
+        let _ = deleter.await;
+    }
+
+    async fn poll_loop(
+        self,
+        tx: mpsc::Sender<Delivery>,
+        shutdown: CancellationToken,
+        in_flight: InFlight,
+    ) -> JoinSet<()> {
+        let mut tasks = JoinSet::new();
+        let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
+        loop {
+            let receive = self
+                .client
+                .receive_message()
+                .queue_url(&self.config.queue_url)
+                .max_number_of_messages(self.config.max_messages)
+                .wait_time_seconds(self.config.wait_time_seconds)
+                .visibility_timeout(self.config.visibility_timeout_seconds)
+                .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
+                .send();
+            let output = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                r = receive => r,
+            };
+            let output = match output {
+                Ok(output) => {
+                    self.health.ok(COMPONENT);
+                    backoff.reset();
+                    output
+                }
+                Err(e) => {
+                    let e = aws_sdk_sqs::error::DisplayErrorContext(e);
+                    self.metrics.source_error(Provider::Aws, "receive", &e);
+                    self.health.failed(COMPONENT, &e);
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(backoff.next_delay()) => continue,
+                    }
+                }
+            };
+            let received_at = Timestamp::now();
+            for message in output.messages.unwrap_or_default() {
+                let (Some(body), Some(receipt)) = (message.body, message.receipt_handle) else {
+                    continue;
+                };
+                let (delivery, pending) = Delivery::new(
+                    Provider::Aws,
+                    Bytes::from(body),
+                    received_at,
+                    message.message_id,
+                );
+                if tx.send(delivery).await.is_err() {
+                    // The router is gone: the message is released by its visibility timeout.
+                    return tasks;
+                }
+                tasks.spawn(self.clone().settle(pending, receipt, in_flight.clone()));
+            }
+            while tasks.try_join_next().is_some() {}
+        }
+        tasks
+    }
+
+    /// Waits for the outcome, extending visibility meanwhile, then deletes or leaves the message.
+    async fn settle(self, pending: Pending, receipt: String, in_flight: InFlight) {
+        let visibility = self.config.visibility_timeout_seconds;
+        let every = Duration::from_secs((visibility as u64 / 2).max(1));
+        let mut extend = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        let outcome = pending.outcome();
+        tokio::pin!(outcome);
+        let outcome = loop {
+            tokio::select! {
+                outcome = &mut outcome => break outcome,
+                _ = extend.tick() => self.change_visibility(&receipt, visibility, "extend_visibility").await,
+                _ = in_flight.release.cancelled() => {
+                    self.change_visibility(&receipt, 0, "release").await;
+                    return;
+                }
+            }
+        };
+        if outcome.removes_message() {
+            let _ = in_flight.delete.send(receipt).await;
+        }
+    }
+
+    async fn change_visibility(&self, receipt: &str, seconds: i32, stage: &'static str) {
+        let result = self
+            .client
+            .change_message_visibility()
+            .queue_url(&self.config.queue_url)
+            .receipt_handle(receipt)
+            .visibility_timeout(seconds)
+            .send()
+            .await;
+        if let Err(e) = result {
+            self.metrics.source_error(
+                Provider::Aws,
+                stage,
+                &aws_sdk_sqs::error::DisplayErrorContext(e),
+            );
+        }
+    }
+
+    /// Deletes settled messages in batches of up to ten.
+    async fn delete_loop(self, mut rx: mpsc::Receiver<String>) {
+        let mut batch = Vec::with_capacity(10);
+        while rx.recv_many(&mut batch, 10).await > 0 {
+            self.delete_batch(&batch).await;
+            batch.clear();
+        }
+    }
+
+    async fn delete_batch(&self, receipts: &[String]) {
+        let entries: Vec<DeleteMessageBatchRequestEntry> = receipts
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| {
+                DeleteMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .receipt_handle(r)
+                    .build()
+                    .ok()
+            })
+            .collect();
+        let result = self
+            .client
+            .delete_message_batch()
+            .queue_url(&self.config.queue_url)
+            .set_entries(Some(entries))
+            .send()
+            .await;
+        match result {
+            Ok(output) => {
+                for failed in output.failed {
+                    let reason = format!("{}: {}", failed.code, failed.message.unwrap_or_default());
+                    self.metrics.source_error(Provider::Aws, "delete", &reason);
+                }
+            }
+            Err(e) => {
+                // The messages reappear after their visibility timeout and are deduplicated.
+                self.metrics.source_error(
+                    Provider::Aws,
+                    "delete",
+                    &aws_sdk_sqs::error::DisplayErrorContext(e),
+                );
+            }
+        }
+    }
+
+    async fn backlog_loop(self, shutdown: CancellationToken) {
+        let mut every = tokio::time::interval(BACKLOG_EVERY);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = every.tick() => {}
+            }
+            let result = self
+                .client
+                .get_queue_attributes()
+                .queue_url(&self.config.queue_url)
+                .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+                .send()
+                .await;
+            match result {
+                Ok(output) => {
+                    let n = output
+                        .attributes
+                        .as_ref()
+                        .and_then(|a| a.get(&QueueAttributeName::ApproximateNumberOfMessages))
+                        .and_then(|v| v.parse::<i64>().ok());
+                    if let Some(n) = n {
+                        self.metrics.source_backlog(Provider::Aws, n);
+                    }
+                }
+                Err(e) => self.metrics.source_error(
+                    Provider::Aws,
+                    "queue_attributes",
+                    &aws_sdk_sqs::error::DisplayErrorContext(e),
+                ),
+            }
+        }
+    }
+}
+
+/// What a settle task needs besides its message.
+#[derive(Debug, Clone)]
+struct InFlight {
+    delete: mpsc::Sender<String>,
+    release: CancellationToken,
+}
