@@ -458,10 +458,10 @@ impl Config {
                             "must be 0 to 20",
                         ));
                     }
-                    if !(10..=43_200).contains(&sqs.visibility_timeout_seconds) {
+                    if !(2..=43_200).contains(&sqs.visibility_timeout_seconds) {
                         return Err(ConfigError::invalid(
                             key("visibility_timeout_seconds"),
-                            "must be 10 to 43200",
+                            "must be 2 to 43200",
                         ));
                     }
                 }

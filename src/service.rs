@@ -100,9 +100,17 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Serv
         grace_s = grace.as_secs(),
         "Shutting down: no new messages; finishing those in flight."
     );
+    // Sources stop receiving and settle or release what they hold within the grace period.
     while sources.join_next().await.is_some() {}
     let _ = server.await;
-    let _ = workers.await;
+    // Handlers still running past the grace are abandoned; their deliveries count as retry and
+    // their messages were released by their sources.
+    let mut workers = workers;
+    if tokio::time::timeout(grace, &mut workers).await.is_err() {
+        tracing::warn!("Handlers still running after the grace period; abandoning them.");
+        workers.abort();
+        let _ = workers.await;
+    }
     if let Ok(router) = Arc::try_unwrap(router) {
         router.close(grace).await;
     }

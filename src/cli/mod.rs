@@ -86,6 +86,9 @@ pub enum Command {
         /// The YAML configuration (see docs/configuration.md).
         #[arg(long, short, env = "EVICTION_ROUTER_CONFIG")]
         config: Option<PathBuf>,
+        /// Listen on this address instead of `server.listen` (e.g. 127.0.0.1:9090).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
     },
     /// Validate a configuration file and exit: 0 when valid, 2 with the offending key when not.
     CheckConfig {
@@ -127,7 +130,7 @@ pub fn run(cli: Cli) -> u8 {
         Command::Normalize { provider, input } => normalize::normalize(provider, &input),
         Command::Replay { provider, paths } => normalize::replay(provider, &paths),
         Command::Demo => demo::demo(),
-        Command::Run { config } => service::run(config.as_deref()),
+        Command::Run { config, listen } => service::run(config.as_deref(), listen),
         Command::CheckConfig { config } => service::check_config(&config),
         #[cfg(feature = "aws")]
         Command::Inject {

@@ -36,11 +36,14 @@ pub(super) fn check_config(path: &Path) -> u8 {
     }
 }
 
-pub(super) fn run(path: Option<&Path>) -> u8 {
-    let config = match load(path) {
+pub(super) fn run(path: Option<&Path>, listen: Option<std::net::SocketAddr>) -> u8 {
+    let mut config = match load(path) {
         Ok(config) => config,
         Err(code) => return code,
     };
+    if let Some(listen) = listen {
+        config.server.listen = listen;
+    }
     telemetry::init(config.log.format, "info");
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
