@@ -151,7 +151,7 @@ impl Metrics {
         );
         r.register(
             "message_duration_seconds",
-            "Time the router spent on a message, from receipt to outcome",
+            "Router-added latency: from the source receiving a message to its outcome",
             m.message_duration.clone(),
         );
         r.register(

@@ -63,7 +63,6 @@ impl Router {
 
     /// Handles one delivery within the per-message timeout and settles it.
     pub async fn handle(&self, delivery: Delivery) {
-        let started = Instant::now();
         let provider = delivery.provider;
         let outcome = match tokio::time::timeout(
             self.timeout,
@@ -88,7 +87,7 @@ impl Router {
             }
         };
         self.metrics
-            .message_settled(provider, outcome, started.elapsed());
+            .message_settled(provider, outcome, since(delivery.received_at));
         delivery.settle(outcome);
     }
 
@@ -174,6 +173,15 @@ impl Router {
     pub async fn close(self, grace: Duration) {
         self.sinks.close(grace).await;
     }
+}
+
+/// Wall-clock time since `t` (zero if the clock stepped back): the router-added latency of a
+/// message is measured from the moment its source received it.
+fn since(t: Timestamp) -> Duration {
+    Timestamp::now()
+        .duration_since(t)
+        .try_into()
+        .unwrap_or(Duration::ZERO)
 }
 
 /// Handles deliveries from `rx` with at most `concurrency` at once, until every sender is gone

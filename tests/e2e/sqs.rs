@@ -270,3 +270,39 @@ async fn an_unreachable_queue_is_counted_and_makes_the_router_not_ready() {
     );
     assert_eq!(router.terminate(), Some(0));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn visibility_is_extended_while_a_slow_message_is_handled() {
+    let moto = Moto::start().await;
+    let queue = Queue::create(&moto, "slow").await;
+    // Handling takes 5 s; the visibility timeout is 2 s. Without extension the message would
+    // reappear and be received again while the first delivery is still in flight.
+    let receiver = Receiver::start(vec![], Duration::from_secs(5)).await;
+    let sinks = format!(
+        "sinks:\n  - type: webhook\n    url: {}\n    required: true\n    timeout_seconds: 10\n",
+        receiver.url
+    );
+    let router = Router::start(&config(&queue.url, 2, &sinks), &moto.env()).await;
+    queue
+        .send(&fixture("aws/spot-interruption-warning.json"))
+        .await;
+    drained(&queue).await;
+    assert_eq!(
+        receiver.count(),
+        1,
+        "the message was redelivered while in flight"
+    );
+    assert_eq!(
+        router
+            .metric("eviction_router_messages_total{provider=\"aws\",outcome=\"handled\"}")
+            .await,
+        1.0
+    );
+    assert_eq!(
+        router
+            .metric("eviction_router_messages_total{provider=\"aws\",outcome=\"retry\"}")
+            .await,
+        0.0
+    );
+    assert_eq!(router.terminate(), Some(0));
+}
