@@ -63,7 +63,11 @@ async fn readyz(State(state): State<AppState>) -> Response {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    let mut body = r.lines.join("\n");
+    let mut body = if r.lines.is_empty() {
+        "ok".to_owned()
+    } else {
+        r.lines.join("\n")
+    };
     body.push('\n');
     (status, body).into_response()
 }
