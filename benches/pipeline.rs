@@ -141,12 +141,11 @@ async fn main() {
     let stderr = router.stderr.take().expect("stderr");
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
-                if v["message"] == "Settled a message." {
-                    if let Some(ms) = v["took_ms"].as_f64() {
-                        let _ = err_tx.send(ms);
-                    }
-                }
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+                && v["message"] == "Settled a message."
+                && let Some(ms) = v["took_ms"].as_f64()
+            {
+                let _ = err_tx.send(ms);
             }
         }
     });
