@@ -3,6 +3,7 @@
 //! [`plan`] decides the steps (pure); a [`Cluster`] carries them out. `dry_run` mode logs the
 //! steps it would take and touches nothing; `kubernetes` mode acts through the API server.
 
+pub mod index;
 pub mod plan;
 
 use jiff::SignedDuration;

@@ -51,7 +51,17 @@ impl SqsSource {
         if let Some(region) = &config.region {
             loader = loader.region(aws_config::Region::new(region.clone()));
         }
-        let client = Client::new(&loader.load().await);
+        let mut sdk = loader.load().await;
+        if sdk.region().is_none()
+            && let Some(region) = region_of_queue_url(&config.queue_url)
+        {
+            // Neither the config nor the environment names a region: the queue URL does.
+            sdk = sdk
+                .into_builder()
+                .region(aws_config::Region::new(region.to_owned()))
+                .build();
+        }
+        let client = Client::new(&sdk);
         health.register(COMPONENT);
         SqsSource {
             client,
@@ -293,9 +303,44 @@ impl SqsSource {
     }
 }
 
+/// The region in a queue URL: `https://sqs.<region>.amazonaws.com/<account>/<name>` (also the
+/// `.amazonaws.com.cn` and legacy `<region>.queue.amazonaws.com` forms).
+pub fn region_of_queue_url(url: &str) -> Option<&str> {
+    let host = url.split("://").nth(1)?.split('/').next()?;
+    let mut labels = host.split('.');
+    match (labels.next()?, labels.next()?) {
+        ("sqs", region) if host.contains(".amazonaws.com") => Some(region),
+        (region, "queue") if host.contains(".amazonaws.com") => Some(region),
+        _ => None,
+    }
+}
+
 /// What a settle task needs besides its message.
 #[derive(Debug, Clone)]
 struct InFlight {
     delete: mpsc::Sender<String>,
     release: CancellationToken,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_region_comes_from_the_queue_url_when_it_names_one() {
+        assert_eq!(
+            region_of_queue_url("https://sqs.eu-west-1.amazonaws.com/123/q"),
+            Some("eu-west-1")
+        );
+        assert_eq!(
+            region_of_queue_url("https://sqs.cn-north-1.amazonaws.com.cn/123/q"),
+            Some("cn-north-1")
+        );
+        assert_eq!(
+            region_of_queue_url("https://us-east-2.queue.amazonaws.com/123/q"),
+            Some("us-east-2")
+        );
+        assert_eq!(region_of_queue_url("http://127.0.0.1:5000/123/q"), None);
+        assert_eq!(region_of_queue_url("not a url"), None);
+    }
 }
