@@ -247,6 +247,10 @@ pub struct ClusterConfig {
     pub leader_election: LeaderElectionConfig,
     /// Scheduled maintenance is acted on this long before its window opens.
     pub maintenance_lead_seconds: u64,
+    /// A drain stops retrying evictions a budget blocks this long before the deadline.
+    pub drain_margin_seconds: u64,
+    /// A drain of an event with no deadline gives up after this long.
+    pub drain_timeout_seconds: u64,
 }
 
 impl Default for ClusterConfig {
@@ -255,6 +259,8 @@ impl Default for ClusterConfig {
             mode: ClusterMode::default(),
             leader_election: LeaderElectionConfig::default(),
             maintenance_lead_seconds: 600,
+            drain_margin_seconds: 10,
+            drain_timeout_seconds: 300,
         }
     }
 }

@@ -135,7 +135,8 @@ impl Router {
                     self.dedupe_lock().finish(&key, ok, Instant::now());
                     match result {
                         Some(report) => {
-                            if outcome != Outcome::Retry {
+                            let acted = !matches!(report.applied, Applied::Foreign);
+                            if acted && outcome != Outcome::Retry {
                                 outcome = Outcome::Handled;
                             }
                             reports.push(report);
@@ -149,7 +150,7 @@ impl Router {
     }
 
     /// Cluster actions, then sinks. `None` when a required step failed.
-    async fn handle_event(&self, event: Event) -> Option<Report> {
+    async fn handle_event(&self, mut event: Event) -> Option<Report> {
         let applied = match self.cluster.apply(&event).await {
             Ok(applied) => applied,
             Err(e) => {
@@ -157,6 +158,24 @@ impl Router {
                 return None;
             }
         };
+        match &applied {
+            Applied::Foreign => {
+                let detail = format!(
+                    "instance {} is not a Node of this cluster",
+                    event.data.instance.id
+                );
+                let ignored = Ignored {
+                    reason: IgnoreReason::ForeignInstance,
+                    detail,
+                };
+                self.metrics.event_ignored(event.data.provider, &ignored);
+                return Some(Report { event, applied });
+            }
+            Applied::Acted { node, .. } => {
+                event.data.node = Some(crate::event::NodeRef { name: node.clone() })
+            }
+            Applied::Planned(_) => {}
+        }
         if let Err(e) = self.sinks.publish(&event).await {
             tracing::warn!(id = %event.id, error = %e, "A required sink failed; the message will be retried.");
             return None;

@@ -10,7 +10,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::cluster::{Cluster, ClusterSetupError};
-use crate::config::{Config, SourceConfig};
+use crate::config::{ClusterMode, Config, SourceConfig};
 use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::router::{self, Router};
@@ -46,7 +46,15 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Serv
     let health = Arc::new(Health::new(Duration::from_secs(
         config.server.readiness_grace_seconds,
     )));
-    let cluster = Cluster::new(&config.cluster)?;
+    let cluster = Cluster::new(&config.cluster, metrics.clone()).await?;
+    if config.cluster.mode == ClusterMode::Kubernetes && config.cluster.leader_election.enabled {
+        // Every step is idempotent, so replicas acting together do no harm beyond duplicate
+        // Kubernetes Events and eviction calls; the Lease arrives with the HA work.
+        tracing::warn!(
+            "Leader election is not implemented yet: every replica acts on the cluster. \
+             Run one replica, or accept duplicate Events."
+        );
+    }
     let sinks = Sinks::start(&config.sinks, metrics.clone())?;
     let grace = config.router.shutdown_grace();
     let router = Arc::new(Router::new(&config.router, cluster, sinks, metrics.clone()));

@@ -8,7 +8,7 @@ use jiff::Timestamp;
 use super::{EXIT_IO, EXIT_OK};
 use crate::ack::Outcome;
 use crate::cluster::{Applied, Cluster};
-use crate::config::{ClusterConfig, ClusterMode, LogFormat, RouterConfig, SinkConfig};
+use crate::config::{ClusterConfig, LogFormat, RouterConfig, SinkConfig};
 use crate::event::Provider;
 use crate::metrics::Metrics;
 use crate::router::Router;
@@ -60,17 +60,7 @@ pub(super) fn demo() -> u8 {
 
 async fn run() -> u8 {
     let metrics = Arc::new(Metrics::new());
-    let cluster_config = ClusterConfig {
-        mode: ClusterMode::DryRun,
-        ..ClusterConfig::default()
-    };
-    let cluster = match Cluster::new(&cluster_config) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return EXIT_IO;
-        }
-    };
+    let cluster = Cluster::dry_run(&ClusterConfig::default());
     let sinks = match Sinks::start(&[SinkConfig::Stdout], metrics.clone()) {
         Ok(s) => s,
         Err(e) => {
@@ -93,7 +83,9 @@ async fn run() -> u8 {
         }
         for report in reports {
             *kinds.entry(report.event.data.kind.as_str()).or_default() += 1;
-            let Applied::Planned(steps) = report.applied;
+            let Applied::Planned(steps) = report.applied else {
+                continue;
+            };
             let d = &report.event.data;
             eprintln!(
                 "    {} {} on {}",

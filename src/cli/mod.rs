@@ -126,6 +126,9 @@ fn parse_provider(s: &str) -> Result<Provider, String> {
 
 /// Runs a parsed command line and returns the process exit code.
 pub fn run(cli: Cli) -> u8 {
+    // Several TLS stacks are linked (the AWS SDK's, reqwest's, kube's); name the process-wide
+    // rustls provider once so none of them has to guess. Only fails if one is already set.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     match cli.command {
         Command::Normalize { provider, input } => normalize::normalize(provider, &input),
         Command::Replay { provider, paths } => normalize::replay(provider, &paths),

@@ -4,13 +4,22 @@
 //! steps it would take and touches nothing; `kubernetes` mode acts through the API server.
 
 pub mod index;
+pub mod kubernetes;
 pub mod plan;
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use jiff::SignedDuration;
 
 use crate::config::{ClusterConfig, ClusterMode};
 use crate::event::Event;
+use crate::metrics::Metrics;
 use plan::Step;
+
+fn lead(config: &ClusterConfig) -> SignedDuration {
+    SignedDuration::from_secs(i64::try_from(config.maintenance_lead_seconds).unwrap_or(i64::MAX))
+}
 
 /// Why a cluster step failed. Every variant is transient: the message is retried.
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +43,15 @@ impl ClusterError {
 pub enum Applied {
     /// The steps were planned and logged only.
     Planned(Vec<Step>),
+    /// The instance is the Node `node`; the steps due now were carried out.
+    Acted {
+        /// The Node's name.
+        node: String,
+        /// The planned steps (those due later were left for their time).
+        steps: Vec<Step>,
+    },
+    /// The instance is not a Node of this cluster (shared queues are normal).
+    Foreign,
 }
 
 /// Where cluster steps go.
@@ -41,34 +59,66 @@ pub enum Applied {
 pub enum Cluster {
     /// Plan and log only.
     DryRun(DryRun),
+    /// Act through the API server.
+    Kubernetes(Box<kubernetes::KubeCluster>),
 }
 
 /// Why a cluster could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterSetupError {
-    /// `cluster.mode: kubernetes` is not available in this build.
-    #[error(
-        "cluster.mode `kubernetes` is not available in this version of eviction-router; \
-         set `cluster.mode: dry_run` to plan and log the actions without acting"
-    )]
-    KubernetesUnavailable,
+    /// No cluster configuration was found (in-cluster or kubeconfig).
+    #[error("cannot configure the Kubernetes client (in-cluster or kubeconfig): {0}")]
+    Client(#[source] kube::Error),
 }
 
 impl Cluster {
-    /// The cluster of `config`.
-    pub fn new(config: &ClusterConfig) -> Result<Cluster, ClusterSetupError> {
+    /// A dry-run cluster.
+    pub fn dry_run(config: &ClusterConfig) -> Cluster {
+        Cluster::DryRun(DryRun { lead: lead(config) })
+    }
+
+    /// The cluster of `config`: a dry run, or the Kubernetes executor on the in-cluster or
+    /// kubeconfig client.
+    pub async fn new(
+        config: &ClusterConfig,
+        metrics: Arc<Metrics>,
+    ) -> Result<Cluster, ClusterSetupError> {
         match config.mode {
-            ClusterMode::DryRun => Ok(Cluster::DryRun(DryRun {
-                lead: SignedDuration::from_secs(config.maintenance_lead_seconds as i64),
-            })),
-            ClusterMode::Kubernetes => Err(ClusterSetupError::KubernetesUnavailable),
+            ClusterMode::DryRun => Ok(Cluster::dry_run(config)),
+            ClusterMode::Kubernetes => {
+                let client = kube::Client::try_default()
+                    .await
+                    .map_err(ClusterSetupError::Client)?;
+                Ok(Cluster::kubernetes(client, config, metrics))
+            }
         }
+    }
+
+    /// The Kubernetes executor on `client`.
+    pub fn kubernetes(
+        client: kube::Client,
+        config: &ClusterConfig,
+        metrics: Arc<Metrics>,
+    ) -> Cluster {
+        let settings = kubernetes::KubeSettings {
+            lead: lead(config),
+            drain_margin: Duration::from_secs(config.drain_margin_seconds),
+            drain_timeout: Duration::from_secs(config.drain_timeout_seconds),
+            reporter: kube::runtime::events::Reporter {
+                controller: "eviction-router".into(),
+                instance: std::env::var("POD_NAME").ok(),
+            },
+        };
+        Cluster::Kubernetes(Box::new(kubernetes::KubeCluster::start(
+            client, settings, metrics,
+        )))
     }
 
     /// Carries out (or plans) the steps for `event`.
     pub async fn apply(&self, event: &Event) -> Result<Applied, ClusterError> {
         match self {
             Cluster::DryRun(dry) => Ok(dry.apply(event)),
+            Cluster::Kubernetes(kube) => kube.apply(event).await,
         }
     }
 }

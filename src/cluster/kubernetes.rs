@@ -1,0 +1,514 @@
+//! The Kubernetes executor: resolves an event's instance to a Node through a watched cache, and
+//! carries out the planned steps through the API server.
+//!
+//! RBAC this module needs: `nodes` get, list, watch, patch; `pods` get, list; `pods/eviction`
+//! create; `events.k8s.io` `events` create, patch.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use futures::TryStreamExt;
+use jiff::{SignedDuration, Timestamp};
+use k8s_openapi::api::core::v1::{Node, Pod, Taint};
+use kube::api::{Api, EvictParams, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::events::{Event as KubeEvent, EventType as KubeEventType, Recorder, Reporter};
+use kube::runtime::watcher;
+use kube::{Client, Resource, ResourceExt};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use super::index::NodeIndex;
+use super::plan::{self, Effect, EventType, Step};
+use super::{Applied, ClusterError};
+use crate::event::Event;
+use crate::metrics::Metrics;
+
+/// The annotation recording the last event handled on a Node (id, kind, time), so that a
+/// restarted or second replica does not act twice and `kubectl describe node` says why.
+pub const LAST_EVENT_ANNOTATION: &str = "eviction-router/last-event";
+/// Set when the router cordoned a Node that was schedulable: only then does an undo uncordon it.
+pub const CORDONED_ANNOTATION: &str = "eviction-router/cordoned";
+/// Field manager for patches.
+const MANAGER: &str = "eviction-router";
+/// Attempts of a read-modify-write on `spec.taints` against 409 Conflict.
+const CONFLICT_ATTEMPTS: usize = 5;
+
+/// Settings of the executor.
+#[derive(Debug, Clone)]
+pub struct KubeSettings {
+    /// Scheduled maintenance is acted on this long before the window.
+    pub lead: SignedDuration,
+    /// A drain stops retrying PDB-blocked evictions this long before the deadline.
+    pub drain_margin: Duration,
+    /// A drain with no deadline gives up after this long.
+    pub drain_timeout: Duration,
+    /// The reporting controller and instance of Kubernetes Events.
+    pub reporter: Reporter,
+}
+
+/// The executor.
+pub struct KubeCluster {
+    client: Client,
+    index: Arc<RwLock<NodeIndex>>,
+    synced: watch::Receiver<bool>,
+    recorder: Recorder,
+    settings: KubeSettings,
+    metrics: Arc<Metrics>,
+    _watch: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for KubeCluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KubeCluster")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KubeCluster {
+    /// Starts watching Nodes into the index.
+    pub fn start(client: Client, settings: KubeSettings, metrics: Arc<Metrics>) -> KubeCluster {
+        let index = Arc::new(RwLock::new(NodeIndex::new()));
+        let (synced_tx, synced) = watch::channel(false);
+        let nodes: Api<Node> = Api::all(client.clone());
+        let watch_index = index.clone();
+        let task = tokio::spawn(async move {
+            let mut staging = NodeIndex::new();
+            let stream = watcher(nodes, watcher::Config::default().any_semantic());
+            let mut stream = std::pin::pin!(stream);
+            loop {
+                match stream.try_next().await {
+                    Ok(Some(event)) => {
+                        apply_watch_event(event, &watch_index, &mut staging, &synced_tx)
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "The Node watch failed; retrying.");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            }
+        });
+        let recorder = Recorder::new(client.clone(), settings.reporter.clone());
+        KubeCluster {
+            client,
+            index,
+            synced,
+            recorder,
+            settings,
+            metrics,
+            _watch: task,
+        }
+    }
+
+    /// Whether the Node cache has completed its first list.
+    pub fn synced(&self) -> bool {
+        *self.synced.borrow()
+    }
+
+    /// Waits until the Node cache has completed its first list, at most `limit`.
+    pub async fn wait_synced(&self, limit: Duration) -> bool {
+        let mut rx = self.synced.clone();
+        tokio::time::timeout(limit, rx.wait_for(|s| *s))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    /// How many Nodes are cached.
+    pub fn nodes_cached(&self) -> usize {
+        self.index.read().map(|i| i.len()).unwrap_or(0)
+    }
+
+    /// Resolves the Node and carries out the steps due now.
+    pub async fn apply(&self, event: &Event) -> Result<Applied, ClusterError> {
+        if !self.synced() && !self.wait_synced(Duration::from_secs(10)).await {
+            return Err(ClusterError::Api(
+                "the Node cache has not synced yet".into(),
+            ));
+        }
+        let node = {
+            let index = self
+                .index
+                .read()
+                .map_err(|_| ClusterError::Api("node index poisoned".into()))?;
+            index.resolve(&event.data).map(str::to_owned)
+        };
+        let Some(node) = node else {
+            return Ok(Applied::Foreign);
+        };
+        let steps = plan::plan(&event.data, self.settings.lead);
+        let now = Timestamp::now();
+        for step in &steps {
+            if step_at(step).is_some_and(|at| at > now) {
+                tracing::info!(node = %node, id = %event.id, step = %step, "Scheduled a step for later.");
+                continue;
+            }
+            let started = std::time::Instant::now();
+            let result = self.run_step(&node, event, step).await;
+            let outcome = if result.is_ok() { "ok" } else { "error" };
+            self.metrics
+                .action(step.action(), outcome, started.elapsed());
+            match result {
+                Ok(()) => {
+                    tracing::info!(node = %node, id = %event.id, step = %step, "Acted on a Node.")
+                }
+                Err(e) => {
+                    tracing::warn!(node = %node, id = %event.id, step = %step, error = %e, "A cluster action failed.");
+                    return Err(e);
+                }
+            }
+        }
+        Ok(Applied::Acted { node, steps })
+    }
+
+    async fn run_step(&self, node: &str, event: &Event, step: &Step) -> Result<(), ClusterError> {
+        let nodes: Api<Node> = Api::all(self.client.clone());
+        match step {
+            Step::Taint { key, effect, .. } => self.taint(&nodes, node, key, *effect).await,
+            Step::Untaint { key } => self.untaint(&nodes, node, key).await,
+            Step::Label { key, value, .. } => {
+                let record = serde_json::json!({
+                    "id": event.id, "kind": event.data.kind, "time": Timestamp::now(),
+                })
+                .to_string();
+                let patch = serde_json::json!({
+                    "metadata": { "labels": { *key: value }, "annotations": { LAST_EVENT_ANNOTATION: record } }
+                });
+                merge(&nodes, node, patch).await
+            }
+            Step::Unlabel { key } => {
+                merge(
+                    &nodes,
+                    node,
+                    serde_json::json!({ "metadata": { "labels": { *key: null } } }),
+                )
+                .await
+            }
+            Step::Cordon { .. } => {
+                let current = nodes.get(node).await.map_err(api)?;
+                if current
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.unschedulable)
+                    .unwrap_or(false)
+                {
+                    return Ok(());
+                }
+                // Remember that the cordon is ours, so an undo does not uncordon a Node that
+                // someone else cordoned.
+                let patch = serde_json::json!({
+                    "metadata": { "annotations": { CORDONED_ANNOTATION: "true" } },
+                    "spec": { "unschedulable": true },
+                });
+                merge(&nodes, node, patch).await
+            }
+            Step::Uncordon => {
+                let current = nodes.get(node).await.map_err(api)?;
+                let ours = current
+                    .annotations()
+                    .get(CORDONED_ANNOTATION)
+                    .is_some_and(|v| v == "true");
+                let other_taints = current
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.taints.as_ref())
+                    .is_some_and(|t| t.iter().any(|t| t.key.starts_with("eviction-router/")));
+                if !ours || other_taints {
+                    tracing::info!(node = %node, "Left the Node cordoned: the cordon is not ours alone.");
+                    return Ok(());
+                }
+                let patch = serde_json::json!({
+                    "metadata": { "annotations": { CORDONED_ANNOTATION: null } },
+                    "spec": { "unschedulable": null },
+                });
+                merge(&nodes, node, patch).await
+            }
+            Step::Drain { deadline, .. } => {
+                self.drain(node, event, *deadline).await;
+                Ok(())
+            }
+            Step::RecordEvent { reason, event_type } => {
+                self.record(node, event, reason, *event_type, None).await
+            }
+        }
+    }
+
+    /// Adds the taint, keeping every other taint: a read-modify-write with the resourceVersion,
+    /// retried on 409 Conflict (`spec.taints` is an atomic list).
+    async fn taint(
+        &self,
+        nodes: &Api<Node>,
+        node: &str,
+        key: &str,
+        effect: Effect,
+    ) -> Result<(), ClusterError> {
+        for _ in 0..CONFLICT_ATTEMPTS {
+            let mut current = nodes.get(node).await.map_err(api)?;
+            let spec = current.spec.get_or_insert_with(Default::default);
+            let taints = spec.taints.get_or_insert_with(Vec::new);
+            if taints
+                .iter()
+                .any(|t| t.key == key && t.effect == effect.as_str())
+            {
+                return Ok(());
+            }
+            taints.retain(|t| t.key != key);
+            taints.push(Taint {
+                key: key.to_owned(),
+                effect: effect.as_str().to_owned(),
+                value: None,
+                time_added: None,
+            });
+            match nodes
+                .replace(
+                    node,
+                    &PostParams {
+                        field_manager: Some(MANAGER.into()),
+                        ..Default::default()
+                    },
+                    &current,
+                )
+                .await
+            {
+                Ok(_) => return Ok(()),
+                Err(kube::Error::Api(e)) if e.code == 409 => continue,
+                Err(e) => return Err(api(e)),
+            }
+        }
+        Err(ClusterError::Api(format!(
+            "taint {key}: the Node kept changing ({CONFLICT_ATTEMPTS} conflicts)"
+        )))
+    }
+
+    async fn untaint(&self, nodes: &Api<Node>, node: &str, key: &str) -> Result<(), ClusterError> {
+        for _ in 0..CONFLICT_ATTEMPTS {
+            let mut current = nodes.get(node).await.map_err(api)?;
+            let Some(taints) = current.spec.as_mut().and_then(|s| s.taints.as_mut()) else {
+                return Ok(());
+            };
+            let before = taints.len();
+            taints.retain(|t| t.key != key);
+            if taints.len() == before {
+                return Ok(());
+            }
+            match nodes
+                .replace(
+                    node,
+                    &PostParams {
+                        field_manager: Some(MANAGER.into()),
+                        ..Default::default()
+                    },
+                    &current,
+                )
+                .await
+            {
+                Ok(_) => return Ok(()),
+                Err(kube::Error::Api(e)) if e.code == 409 => continue,
+                Err(e) => return Err(api(e)),
+            }
+        }
+        Err(ClusterError::Api(format!(
+            "untaint {key}: the Node kept changing ({CONFLICT_ATTEMPTS} conflicts)"
+        )))
+    }
+
+    /// Evicts the Node's pods through the Eviction API (PodDisruptionBudgets honoured), all at
+    /// once, retrying those a budget blocks until `deadline − margin`. DaemonSet and mirror pods
+    /// are skipped. Pods still there at the end are reported in a `DrainIncomplete` Event.
+    async fn drain(&self, node: &str, event: &Event, deadline: Option<Timestamp>) {
+        let stop = match deadline {
+            Some(d) => {
+                let left = d.duration_since(Timestamp::now());
+                let left: Duration = left.try_into().unwrap_or(Duration::ZERO);
+                left.saturating_sub(self.settings.drain_margin)
+            }
+            None => self.settings.drain_timeout,
+        };
+        let stop_at = tokio::time::Instant::now() + stop;
+        let pods: Api<Pod> = Api::all(self.client.clone());
+        let list = match pods
+            .list(&ListParams::default().fields(&format!("spec.nodeName={node}")))
+            .await
+        {
+            Ok(list) => list,
+            Err(e) => {
+                tracing::warn!(node = %node, error = %e, "Cannot list the Node's pods to drain it.");
+                self.metrics.eviction("error");
+                return;
+            }
+        };
+        let mut evictions = JoinSet::new();
+        for pod in list.items.into_iter().filter(evictable) {
+            let (Some(ns), name) = (pod.namespace(), pod.name_any()) else {
+                continue;
+            };
+            let api: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
+            let metrics = self.metrics.clone();
+            evictions.spawn(async move {
+                let mut wait = Duration::from_millis(500);
+                loop {
+                    match api.evict(&name, &EvictParams::default()).await {
+                        Ok(_) => {
+                            metrics.eviction("evicted");
+                            return None;
+                        }
+                        Err(kube::Error::Api(e)) if e.code == 404 => return None,
+                        Err(kube::Error::Api(e)) if e.code == 429 => metrics.eviction("pdb_blocked"),
+                        Err(e) => {
+                            tracing::debug!(pod = %name, error = %e, "An eviction failed; retrying.");
+                            metrics.eviction("error");
+                        }
+                    }
+                    if tokio::time::Instant::now() + wait >= stop_at {
+                        return Some(format!("{ns}/{name}"));
+                    }
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(5));
+                }
+            });
+        }
+        let mut left = Vec::new();
+        while let Some(done) = evictions.join_next().await {
+            if let Ok(Some(pod)) = done {
+                left.push(pod);
+            }
+        }
+        if !left.is_empty() {
+            left.sort();
+            self.metrics.drain_deadline_missed();
+            tracing::warn!(node = %node, pods = %left.join(", "), "The drain did not finish before the deadline.");
+            let note = format!("Pods not evicted before the deadline: {}", left.join(", "));
+            let _ = self
+                .record(
+                    node,
+                    event,
+                    "DrainIncomplete",
+                    EventType::Warning,
+                    Some(note),
+                )
+                .await;
+        }
+    }
+
+    async fn record(
+        &self,
+        node: &str,
+        event: &Event,
+        reason: &str,
+        event_type: EventType,
+        note: Option<String>,
+    ) -> Result<(), ClusterError> {
+        let nodes: Api<Node> = Api::all(self.client.clone());
+        let object = nodes.get(node).await.map_err(api)?;
+        let d = &event.data;
+        let note = note.unwrap_or_else(|| {
+            let deadline = d
+                .deadline
+                .map(|t| format!(", deadline {t}"))
+                .unwrap_or_default();
+            format!(
+                "{} {} for {} ({}{deadline}; event {})",
+                d.provider, d.kind, d.instance.id, d.provider_event, event.id
+            )
+        });
+        let kube_event = KubeEvent {
+            type_: match event_type {
+                EventType::Normal => KubeEventType::Normal,
+                EventType::Warning => KubeEventType::Warning,
+            },
+            reason: reason.to_owned(),
+            note: Some(note.chars().take(1024).collect()),
+            action: d.kind.as_str().to_owned(),
+            secondary: None,
+        };
+        self.recorder
+            .publish(&kube_event, &object.object_ref(&()))
+            .await
+            .map_err(api)
+    }
+}
+
+fn step_at(step: &Step) -> Option<Timestamp> {
+    match step {
+        Step::Taint { at, .. }
+        | Step::Label { at, .. }
+        | Step::Cordon { at }
+        | Step::Drain { at, .. } => *at,
+        _ => None,
+    }
+}
+
+/// Whether a drain evicts this pod: not a DaemonSet pod (it would come back at once), not a
+/// mirror (static) pod, not already finished or terminating.
+fn evictable(pod: &Pod) -> bool {
+    let meta = &pod.metadata;
+    let daemonset = meta
+        .owner_references
+        .as_ref()
+        .is_some_and(|o| o.iter().any(|r| r.kind == "DaemonSet"));
+    let mirror = meta
+        .annotations
+        .as_ref()
+        .is_some_and(|a| a.contains_key("kubernetes.io/config.mirror"));
+    let terminating = meta.deletion_timestamp.is_some();
+    let finished = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.phase.as_deref())
+        .is_some_and(|p| p == "Succeeded" || p == "Failed");
+    !(daemonset || mirror || terminating || finished)
+}
+
+async fn merge(
+    nodes: &Api<Node>,
+    node: &str,
+    patch: serde_json::Value,
+) -> Result<(), ClusterError> {
+    nodes
+        .patch(node, &PatchParams::apply(MANAGER), &Patch::Merge(&patch))
+        .await
+        .map(|_| ())
+        .map_err(api)
+}
+
+fn api(e: kube::Error) -> ClusterError {
+    ClusterError::Api(e.to_string())
+}
+
+fn apply_watch_event(
+    event: watcher::Event<Node>,
+    index: &RwLock<NodeIndex>,
+    staging: &mut NodeIndex,
+    synced: &watch::Sender<bool>,
+) {
+    let upsert = |idx: &mut NodeIndex, node: &Node| {
+        let pid = node.spec.as_ref().and_then(|s| s.provider_id.as_deref());
+        let empty = BTreeMap::new();
+        idx.upsert(
+            &node.name_any(),
+            pid,
+            node.metadata.annotations.as_ref().unwrap_or(&empty),
+        );
+    };
+    match event {
+        watcher::Event::Init => *staging = NodeIndex::new(),
+        watcher::Event::InitApply(node) => upsert(staging, &node),
+        watcher::Event::InitDone => {
+            if let Ok(mut idx) = index.write() {
+                *idx = std::mem::take(staging);
+            }
+            let _ = synced.send(true);
+        }
+        watcher::Event::Apply(node) => {
+            if let Ok(mut idx) = index.write() {
+                upsert(&mut idx, &node);
+            }
+        }
+        watcher::Event::Delete(node) => {
+            if let Ok(mut idx) = index.write() {
+                idx.remove(&node.name_any());
+            }
+        }
+    }
+}
