@@ -29,6 +29,11 @@ use crate::metrics::Metrics;
 pub const LAST_EVENT_ANNOTATION: &str = "eviction-router/last-event";
 /// Set when the router cordoned a Node that was schedulable: only then does an undo uncordon it.
 pub const CORDONED_ANNOTATION: &str = "eviction-router/cordoned";
+/// A maintenance event whose steps are due later, as the normalised event's JSON. The timer is
+/// re-derived from it, so a restarted (or another) replica carries the steps out on time.
+pub const SCHEDULED_ANNOTATION: &str = "eviction-router/scheduled";
+/// How often due scheduled steps are looked for.
+const SCHEDULE_TICK: Duration = Duration::from_secs(1);
 /// Field manager for patches.
 const MANAGER: &str = "eviction-router";
 /// Attempts of a read-modify-write on `spec.taints` against 409 Conflict.
@@ -51,6 +56,8 @@ pub struct KubeSettings {
 pub struct KubeCluster {
     client: Client,
     index: Arc<RwLock<NodeIndex>>,
+    /// Node name → the event in its scheduled annotation.
+    scheduled: Arc<RwLock<BTreeMap<String, String>>>,
     synced: watch::Receiver<bool>,
     recorder: Recorder,
     settings: KubeSettings,
@@ -70,18 +77,20 @@ impl KubeCluster {
     /// Starts watching Nodes into the index.
     pub fn start(client: Client, settings: KubeSettings, metrics: Arc<Metrics>) -> KubeCluster {
         let index = Arc::new(RwLock::new(NodeIndex::new()));
+        let scheduled = Arc::new(RwLock::new(BTreeMap::new()));
         let (synced_tx, synced) = watch::channel(false);
         let nodes: Api<Node> = Api::all(client.clone());
-        let watch_index = index.clone();
+        let cache = Cache {
+            index: index.clone(),
+            scheduled: scheduled.clone(),
+        };
         let task = tokio::spawn(async move {
-            let mut staging = NodeIndex::new();
+            let mut staging = Cache::default();
             let stream = watcher(nodes, watcher::Config::default().any_semantic());
             let mut stream = std::pin::pin!(stream);
             loop {
                 match stream.try_next().await {
-                    Ok(Some(event)) => {
-                        apply_watch_event(event, &watch_index, &mut staging, &synced_tx)
-                    }
+                    Ok(Some(event)) => apply_watch_event(event, &cache, &mut staging, &synced_tx),
                     Ok(None) => break,
                     Err(e) => {
                         tracing::warn!(error = %e, "The Node watch failed; retrying.");
@@ -94,12 +103,72 @@ impl KubeCluster {
         KubeCluster {
             client,
             index,
+            scheduled,
             synced,
             recorder,
             settings,
             metrics,
             _watch: task,
         }
+    }
+
+    /// Carries out scheduled maintenance steps as they fall due, until the process ends. The
+    /// schedule lives in Node annotations, so nothing is lost across restarts.
+    pub async fn run_schedule(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(SCHEDULE_TICK);
+        loop {
+            tick.tick().await;
+            let pending: Vec<(String, String)> = match self.scheduled.read() {
+                Ok(s) => s.iter().map(|(n, e)| (n.clone(), e.clone())).collect(),
+                Err(_) => continue,
+            };
+            for (node, json) in pending {
+                let event: Event = match serde_json::from_str(&json) {
+                    Ok(event) => event,
+                    Err(e) => {
+                        tracing::warn!(node = %node, error = %e, "Dropping an unreadable schedule annotation.");
+                        let _ = self.unschedule(&node).await;
+                        continue;
+                    }
+                };
+                let steps = plan::plan(&event.data, self.settings.lead);
+                let now = Timestamp::now();
+                let due: Vec<&Step> = steps
+                    .iter()
+                    .filter(|s| step_at(s).is_some_and(|at| at <= now))
+                    .collect();
+                if due.is_empty() {
+                    continue;
+                }
+                // Claim the schedule first, so the next tick does not start it again.
+                if let Err(e) = self.unschedule(&node).await {
+                    tracing::warn!(node = %node, error = %e, "Cannot claim a scheduled step; will retry.");
+                    continue;
+                }
+                tracing::info!(node = %node, id = %event.id, "Scheduled maintenance is due; acting.");
+                for step in due {
+                    let started = std::time::Instant::now();
+                    let result = self.run_step(&node, &event, step).await;
+                    let outcome = if result.is_ok() { "ok" } else { "error" };
+                    self.metrics
+                        .action(step.action(), outcome, started.elapsed());
+                    if let Err(e) = result {
+                        tracing::warn!(node = %node, step = %step, error = %e, "A scheduled step failed.");
+                    }
+                }
+            }
+        }
+    }
+
+    async fn unschedule(&self, node: &str) -> Result<(), ClusterError> {
+        let nodes: Api<Node> = Api::all(self.client.clone());
+        let patch =
+            serde_json::json!({ "metadata": { "annotations": { SCHEDULED_ANNOTATION: null } } });
+        merge(&nodes, node, patch).await?;
+        if let Ok(mut s) = self.scheduled.write() {
+            s.remove(node);
+        }
+        Ok(())
     }
 
     /// Whether the Node cache has completed its first list.
@@ -139,6 +208,15 @@ impl KubeCluster {
         };
         let steps = plan::plan(&event.data, self.settings.lead);
         let now = Timestamp::now();
+        if steps.iter().any(|s| step_at(s).is_some_and(|at| at > now)) {
+            // Written before anything else, so a crash between here and the due time loses nothing.
+            let nodes: Api<Node> = Api::all(self.client.clone());
+            let patch = serde_json::json!({ "metadata": { "annotations": { SCHEDULED_ANNOTATION: event.to_json_line() } } });
+            merge(&nodes, &node, patch).await?;
+            if let Ok(mut s) = self.scheduled.write() {
+                s.insert(node.clone(), event.to_json_line());
+            }
+        }
         for step in &steps {
             if step_at(step).is_some_and(|at| at > now) {
                 tracing::info!(node = %node, id = %event.id, step = %step, "Scheduled a step for later.");
@@ -476,38 +554,66 @@ fn api(e: kube::Error) -> ClusterError {
     ClusterError::Api(e.to_string())
 }
 
+/// What the Node watch maintains: the index, and the scheduled annotations. Only these small
+/// parts of each Node are kept, so thousands of Nodes cost little memory.
+#[derive(Debug, Default)]
+struct Cache {
+    index: Arc<RwLock<NodeIndex>>,
+    scheduled: Arc<RwLock<BTreeMap<String, String>>>,
+}
+
 fn apply_watch_event(
     event: watcher::Event<Node>,
-    index: &RwLock<NodeIndex>,
-    staging: &mut NodeIndex,
+    cache: &Cache,
+    staging: &mut Cache,
     synced: &watch::Sender<bool>,
 ) {
-    let upsert = |idx: &mut NodeIndex, node: &Node| {
+    fn upsert(cache: &Cache, node: &Node) {
+        let name = node.name_any();
         let pid = node.spec.as_ref().and_then(|s| s.provider_id.as_deref());
         let empty = BTreeMap::new();
-        idx.upsert(
-            &node.name_any(),
-            pid,
-            node.metadata.annotations.as_ref().unwrap_or(&empty),
-        );
-    };
+        let annotations = node.metadata.annotations.as_ref().unwrap_or(&empty);
+        if let Ok(mut idx) = cache.index.write() {
+            idx.upsert(&name, pid, annotations);
+        }
+        if let Ok(mut s) = cache.scheduled.write() {
+            match annotations.get(SCHEDULED_ANNOTATION) {
+                Some(json) => s.insert(name, json.clone()),
+                None => s.remove(&name),
+            };
+        }
+    }
     match event {
-        watcher::Event::Init => *staging = NodeIndex::new(),
+        watcher::Event::Init => *staging = Cache::default(),
         watcher::Event::InitApply(node) => upsert(staging, &node),
         watcher::Event::InitDone => {
-            if let Ok(mut idx) = index.write() {
-                *idx = std::mem::take(staging);
+            let take = |from: &RwLock<NodeIndex>| {
+                from.write()
+                    .map(|mut i| std::mem::take(&mut *i))
+                    .unwrap_or_default()
+            };
+            let index = take(&staging.index);
+            let scheduled = staging
+                .scheduled
+                .write()
+                .map(|mut s| std::mem::take(&mut *s))
+                .unwrap_or_default();
+            if let Ok(mut i) = cache.index.write() {
+                *i = index;
+            }
+            if let Ok(mut s) = cache.scheduled.write() {
+                *s = scheduled;
             }
             let _ = synced.send(true);
         }
-        watcher::Event::Apply(node) => {
-            if let Ok(mut idx) = index.write() {
-                upsert(&mut idx, &node);
-            }
-        }
+        watcher::Event::Apply(node) => upsert(cache, &node),
         watcher::Event::Delete(node) => {
-            if let Ok(mut idx) = index.write() {
-                idx.remove(&node.name_any());
+            let name = node.name_any();
+            if let Ok(mut idx) = cache.index.write() {
+                idx.remove(&name);
+            }
+            if let Ok(mut s) = cache.scheduled.write() {
+                s.remove(&name);
             }
         }
     }

@@ -60,7 +60,7 @@ pub enum Cluster {
     /// Plan and log only.
     DryRun(DryRun),
     /// Act through the API server.
-    Kubernetes(Box<kubernetes::KubeCluster>),
+    Kubernetes(Arc<kubernetes::KubeCluster>),
 }
 
 /// Why a cluster could not be set up.
@@ -109,9 +109,9 @@ impl Cluster {
                 instance: std::env::var("POD_NAME").ok(),
             },
         };
-        Cluster::Kubernetes(Box::new(kubernetes::KubeCluster::start(
-            client, settings, metrics,
-        )))
+        let kube = Arc::new(kubernetes::KubeCluster::start(client, settings, metrics));
+        tokio::spawn(kube.clone().run_schedule());
+        Cluster::Kubernetes(kube)
     }
 
     /// Carries out (or plans) the steps for `event`.

@@ -420,3 +420,87 @@ async fn the_binary_acts_on_the_cluster_named_by_its_kubeconfig() {
     );
     assert_eq!(router.terminate(), Some(0));
 }
+
+/// Maintenance announced ahead: only the Event now; the taint, cordon and drain when the window
+/// (less the lead) opens, from the schedule kept in the Node's annotation.
+#[tokio::test(flavor = "multi_thread")]
+async fn scheduled_maintenance_acts_when_its_window_opens() {
+    let fake = FakeApiServer::new();
+    let name = "gke-prod-pool-1-7f3a2b1c-x9k2";
+    fake.insert(json!({
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": name, "annotations": {"container.googleapis.com/instance_id": "2074079198322937303"}},
+        "spec": {"providerID": format!("gce://skilled-adapter-452/us-east1-d/{name}")},
+    }))
+    .unwrap();
+    let metrics = Arc::new(Metrics::new());
+    let config = ClusterConfig {
+        mode: ClusterMode::Kubernetes,
+        maintenance_lead_seconds: 0,
+        ..ClusterConfig::default()
+    };
+    let cluster = Cluster::kubernetes(
+        kube::Client::new(fake.service(), "default"),
+        &config,
+        metrics.clone(),
+    );
+    let router = Router::new(
+        &RouterConfig::default(),
+        cluster,
+        Sinks::start(&[], metrics.clone()).unwrap(),
+        metrics,
+    );
+    let mut v: Value =
+        serde_json::from_str(&fixture("gcp/upcoming-maintenance-pending.logentry.json")).unwrap();
+    let opens = Timestamp::now() + jiff::SignedDuration::from_secs(3);
+    v["protoPayload"]["metadata"]["windowStartTime"] = json!(opens.to_string());
+    let mut reports = Vec::new();
+    let outcome = router
+        .handle_body(
+            Provider::Gcp,
+            v.to_string().as_bytes(),
+            Timestamp::now(),
+            None,
+            &mut reports,
+        )
+        .await;
+    assert_eq!(outcome, Outcome::Handled);
+    let n = fake.get("nodes", None, name).unwrap();
+    assert_ne!(
+        n["spec"]["unschedulable"], true,
+        "nothing before the window"
+    );
+    assert!(
+        n["metadata"]["annotations"]["eviction-router/scheduled"]
+            .as_str()
+            .unwrap()
+            .contains("um1pending01")
+    );
+    assert!(
+        fake.list("events", Some("default"))
+            .iter()
+            .any(|e| e["reason"] == "ScheduledMaintenance")
+    );
+
+    eventually(
+        Duration::from_secs(15),
+        "the cordon when the window opens",
+        async || {
+            let n = fake.get("nodes", None, name)?;
+            (n["spec"]["unschedulable"] == true).then_some(())
+        },
+    )
+    .await;
+    assert!(Timestamp::now() >= opens, "acted before the window");
+    let n = fake.get("nodes", None, name).unwrap();
+    assert!(
+        n["metadata"]["annotations"]
+            .get("eviction-router/scheduled")
+            .is_none(),
+        "the schedule is consumed"
+    );
+    assert_eq!(
+        n["metadata"]["labels"]["eviction-router/draining"],
+        "scheduled_maintenance"
+    );
+}
