@@ -251,6 +251,10 @@ pub struct ClusterConfig {
     pub drain_margin_seconds: u64,
     /// A drain of an event with no deadline gives up after this long.
     pub drain_timeout_seconds: u64,
+    /// Node labels naming a Node's pool, first present wins (replacement tracking).
+    pub pool_labels: Vec<String>,
+    /// How long a replacement Node is waited for before giving up (and counting it).
+    pub replacement_timeout_seconds: u64,
 }
 
 impl Default for ClusterConfig {
@@ -261,6 +265,11 @@ impl Default for ClusterConfig {
             maintenance_lead_seconds: 600,
             drain_margin_seconds: 10,
             drain_timeout_seconds: 300,
+            pool_labels: crate::cluster::replacement::DEFAULT_POOL_LABELS
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            replacement_timeout_seconds: 1800,
         }
     }
 }

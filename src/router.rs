@@ -183,6 +183,21 @@ impl Router {
         Some(Report { event, applied })
     }
 
+    /// Publishes an event the router made itself (`replacement_ready`) to the sinks.
+    pub async fn publish(&self, event: &Event) {
+        if let Err(e) = self.sinks.publish(event).await {
+            tracing::warn!(id = %event.id, error = %e, "A sink did not take a router event.");
+        }
+    }
+
+    /// The replacements the cluster finds (once).
+    pub fn take_replacements(
+        &self,
+    ) -> Option<tokio::sync::mpsc::UnboundedReceiver<crate::cluster::replacement::Replacement>>
+    {
+        self.cluster.take_replacements()
+    }
+
     fn dedupe_lock(&self) -> std::sync::MutexGuard<'_, Dedupe> {
         // The dedupe set is plain data; a panic elsewhere cannot leave it half-updated.
         self.dedupe.lock().unwrap_or_else(|e| e.into_inner())

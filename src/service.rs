@@ -101,6 +101,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Serv
         }
     });
     let workers = tokio::spawn(router::serve(router.clone(), rx, config.router.concurrency));
+    if let Some(replacements) = router.take_replacements() {
+        tokio::spawn(publish_replacements(router.clone(), replacements));
+    }
     tracing::info!(listen = %addr, sources = config.sources.len(), "eviction-router is running.");
 
     shutdown.cancelled().await;
@@ -124,6 +127,26 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Serv
     }
     tracing::info!("eviction-router stopped.");
     Ok(())
+}
+
+/// Publishes each replacement found as a `replacement_ready` event and observes its latency.
+pub async fn publish_replacements(
+    router: Arc<Router>,
+    mut found: tokio::sync::mpsc::UnboundedReceiver<crate::cluster::replacement::Replacement>,
+) {
+    while let Some(replacement) = found.recv().await {
+        let event = replacement.to_event();
+        let latency: Duration = replacement.latency().try_into().unwrap_or(Duration::ZERO);
+        let old = &replacement.pending.event.data;
+        tracing::info!(
+            node = %replacement.node, replaces = %replacement.pending.node, pool = %replacement.pending.pool,
+            latency_s = latency.as_secs_f64(), "A replacement Node is Ready."
+        );
+        router
+            .metrics()
+            .replacement_ready(old.provider, old.kind.as_str(), latency);
+        router.publish(&event).await;
+    }
 }
 
 /// A token cancelled on SIGTERM or SIGINT.

@@ -5,7 +5,7 @@
 //! create; `events.k8s.io` `events` create, patch.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use futures::TryStreamExt;
@@ -15,13 +15,14 @@ use kube::api::{Api, EvictParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::events::{Event as KubeEvent, EventType as KubeEventType, Recorder, Reporter};
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
-use super::index::NodeIndex;
+use super::index::{GKE_INSTANCE_ID_ANNOTATION, NodeIndex};
 use super::plan::{self, Effect, EventType, Step};
+use super::replacement::{Replacement, Tracker};
 use super::{Applied, ClusterError};
-use crate::event::Event;
+use crate::event::{Event, Kind};
 use crate::metrics::Metrics;
 
 /// The annotation recording the last event handled on a Node (id, kind, time), so that a
@@ -50,6 +51,10 @@ pub struct KubeSettings {
     pub drain_timeout: Duration,
     /// The reporting controller and instance of Kubernetes Events.
     pub reporter: Reporter,
+    /// Node labels naming a Node's pool, first present wins.
+    pub pool_labels: Vec<String>,
+    /// How long a replacement is waited for.
+    pub replacement_timeout: SignedDuration,
 }
 
 /// The executor.
@@ -58,6 +63,8 @@ pub struct KubeCluster {
     index: Arc<RwLock<NodeIndex>>,
     /// Node name → the event in its scheduled annotation.
     scheduled: Arc<RwLock<BTreeMap<String, String>>>,
+    tracker: Arc<Mutex<Tracker>>,
+    replacements: Mutex<Option<mpsc::UnboundedReceiver<Replacement>>>,
     synced: watch::Receiver<bool>,
     recorder: Recorder,
     settings: KubeSettings,
@@ -80,9 +87,15 @@ impl KubeCluster {
         let scheduled = Arc::new(RwLock::new(BTreeMap::new()));
         let (synced_tx, synced) = watch::channel(false);
         let nodes: Api<Node> = Api::all(client.clone());
+        let tracker = Arc::new(Mutex::new(Tracker::new(
+            settings.pool_labels.clone(),
+            settings.replacement_timeout,
+        )));
+        let (found, replacements) = mpsc::unbounded_channel();
         let cache = Cache {
             index: index.clone(),
             scheduled: scheduled.clone(),
+            tracker: Some((tracker.clone(), found)),
         };
         let task = tokio::spawn(async move {
             let mut staging = Cache::default();
@@ -104,6 +117,8 @@ impl KubeCluster {
             client,
             index,
             scheduled,
+            tracker,
+            replacements: Mutex::new(Some(replacements)),
             synced,
             recorder,
             settings,
@@ -112,12 +127,25 @@ impl KubeCluster {
         }
     }
 
-    /// Carries out scheduled maintenance steps as they fall due, until the process ends. The
-    /// schedule lives in Node annotations, so nothing is lost across restarts.
+    /// The replacements found, once: the service publishes them as `replacement_ready` events.
+    pub fn take_replacements(&self) -> Option<mpsc::UnboundedReceiver<Replacement>> {
+        self.replacements.lock().ok().and_then(|mut r| r.take())
+    }
+
+    /// Carries out scheduled maintenance steps as they fall due, and gives up on replacements
+    /// past their timeout, until the process ends. The schedule lives in Node annotations, so
+    /// nothing is lost across restarts.
     pub async fn run_schedule(self: Arc<Self>) {
         let mut tick = tokio::time::interval(SCHEDULE_TICK);
         loop {
             tick.tick().await;
+            if let Ok(mut tracker) = self.tracker.lock() {
+                for expired in tracker.expire(Timestamp::now()) {
+                    tracing::warn!(node = %expired.node, pool = %expired.pool, id = %expired.event.id, "No replacement became Ready in time; giving up.");
+                    self.metrics.replacement_timeout();
+                }
+                self.metrics.replacements_pending(tracker.pending() as i64);
+            }
             let pending: Vec<(String, String)> = match self.scheduled.read() {
                 Ok(s) => s.iter().map(|(n, e)| (n.clone(), e.clone())).collect(),
                 Err(_) => continue,
@@ -236,6 +264,14 @@ impl KubeCluster {
                     return Err(e);
                 }
             }
+        }
+        if matches!(event.data.kind, Kind::Interruption | Kind::Termination)
+            && let Ok(mut tracker) = self.tracker.lock()
+        {
+            if tracker.expect(&node, event, Timestamp::now()) {
+                tracing::info!(node = %node, id = %event.id, "Waiting for the Node's replacement.");
+            }
+            self.metrics.replacements_pending(tracker.pending() as i64);
         }
         Ok(Applied::Acted { node, steps })
     }
@@ -560,6 +596,8 @@ fn api(e: kube::Error) -> ClusterError {
 struct Cache {
     index: Arc<RwLock<NodeIndex>>,
     scheduled: Arc<RwLock<BTreeMap<String, String>>>,
+    /// The replacement tracker and where found replacements go (the live cache only).
+    tracker: Option<(Arc<Mutex<Tracker>>, mpsc::UnboundedSender<Replacement>)>,
 }
 
 fn apply_watch_event(
@@ -578,14 +616,48 @@ fn apply_watch_event(
         }
         if let Ok(mut s) = cache.scheduled.write() {
             match annotations.get(SCHEDULED_ANNOTATION) {
-                Some(json) => s.insert(name, json.clone()),
+                Some(json) => s.insert(name.clone(), json.clone()),
                 None => s.remove(&name),
             };
         }
     }
+    /// Feeds the replacement tracker; found replacements go to the service.
+    fn track(cache: &Cache, node: &Node) {
+        let Some((tracker, found)) = &cache.tracker else {
+            return;
+        };
+        let Ok(mut tracker) = tracker.lock() else {
+            return;
+        };
+        let empty = BTreeMap::new();
+        let labels = node.metadata.labels.as_ref().unwrap_or(&empty);
+        let pool = tracker.pool_of(labels).cloned();
+        let ready = node
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+        let annotations = node.metadata.annotations.as_ref().unwrap_or(&empty);
+        let identity = node
+            .spec
+            .as_ref()
+            .and_then(|s| s.provider_id.clone())
+            .map(|pid| match annotations.get(GKE_INSTANCE_ID_ANNOTATION) {
+                Some(id) => format!("{pid}#{id}"),
+                None => pid,
+            });
+        for replacement in
+            tracker.observe(&node.name_any(), pool, ready, identity, Timestamp::now())
+        {
+            let _ = found.send(replacement);
+        }
+    }
     match event {
         watcher::Event::Init => *staging = Cache::default(),
-        watcher::Event::InitApply(node) => upsert(staging, &node),
+        watcher::Event::InitApply(node) => {
+            upsert(staging, &node);
+            track(cache, &node);
+        }
         watcher::Event::InitDone => {
             let take = |from: &RwLock<NodeIndex>| {
                 from.write()
@@ -606,9 +678,17 @@ fn apply_watch_event(
             }
             let _ = synced.send(true);
         }
-        watcher::Event::Apply(node) => upsert(cache, &node),
+        watcher::Event::Apply(node) => {
+            upsert(cache, &node);
+            track(cache, &node);
+        }
         watcher::Event::Delete(node) => {
             let name = node.name_any();
+            if let Some((tracker, _)) = &cache.tracker
+                && let Ok(mut tracker) = tracker.lock()
+            {
+                tracker.removed(&name);
+            }
             if let Ok(mut idx) = cache.index.write() {
                 idx.remove(&name);
             }

@@ -6,6 +6,7 @@
 pub mod index;
 pub mod kubernetes;
 pub mod plan;
+pub mod replacement;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -108,10 +109,24 @@ impl Cluster {
                 controller: "eviction-router".into(),
                 instance: std::env::var("POD_NAME").ok(),
             },
+            pool_labels: config.pool_labels.clone(),
+            replacement_timeout: SignedDuration::from_secs(
+                i64::try_from(config.replacement_timeout_seconds).unwrap_or(i64::MAX),
+            ),
         };
         let kube = Arc::new(kubernetes::KubeCluster::start(client, settings, metrics));
         tokio::spawn(kube.clone().run_schedule());
         Cluster::Kubernetes(kube)
+    }
+
+    /// Replacements found, as they are found (once; `None` for a dry run).
+    pub fn take_replacements(
+        &self,
+    ) -> Option<tokio::sync::mpsc::UnboundedReceiver<replacement::Replacement>> {
+        match self {
+            Cluster::DryRun(_) => None,
+            Cluster::Kubernetes(kube) => kube.take_replacements(),
+        }
     }
 
     /// Carries out (or plans) the steps for `event`.
