@@ -37,6 +37,8 @@ pub struct Router {
     sinks: Sinks,
     metrics: Arc<Metrics>,
     timeout: Duration,
+    /// Whether this replica may act (it leads, or there is no election).
+    active: tokio::sync::watch::Receiver<bool>,
 }
 
 impl Router {
@@ -53,7 +55,14 @@ impl Router {
             sinks,
             metrics,
             timeout: config.message_timeout(),
+            active: tokio::sync::watch::channel(true).1,
         }
+    }
+
+    /// Acts only while `active` is true (leader election); otherwise every message is retry.
+    pub fn with_active(mut self, active: tokio::sync::watch::Receiver<bool>) -> Self {
+        self.active = active;
+        self
     }
 
     /// The metrics the router writes to.
@@ -100,6 +109,10 @@ impl Router {
         message_id: Option<&str>,
         reports: &mut Vec<Report>,
     ) -> Outcome {
+        if !*self.active.borrow() {
+            tracing::debug!(provider = %provider, "Not the leader; asking for redelivery.");
+            return Outcome::Retry;
+        }
         let parsed = match providers::normalize(provider, body) {
             Ok(parsed) => parsed,
             Err(e) => {

@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::cluster::{Cluster, ClusterSetupError};
+use crate::cluster::{Cluster, ClusterSetupError, lease};
 use crate::config::{ClusterMode, Config, SourceConfig};
 use crate::health::Health;
 use crate::metrics::Metrics;
@@ -46,18 +46,44 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Serv
     let health = Arc::new(Health::new(Duration::from_secs(
         config.server.readiness_grace_seconds,
     )));
-    let cluster = Cluster::new(&config.cluster, metrics.clone()).await?;
-    if config.cluster.mode == ClusterMode::Kubernetes && config.cluster.leader_election.enabled {
-        // Every step is idempotent, so replicas acting together do no harm beyond duplicate
-        // Kubernetes Events and eviction calls; the Lease arrives with the HA work.
-        tracing::warn!(
-            "Leader election is not implemented yet: every replica acts on the cluster. \
-             Run one replica, or accept duplicate Events."
-        );
+    let (cluster, client) = match config.cluster.mode {
+        ClusterMode::DryRun => (Cluster::dry_run(&config.cluster), None),
+        ClusterMode::Kubernetes => {
+            let client = kube::Client::try_default()
+                .await
+                .map_err(ClusterSetupError::Client)?;
+            (
+                Cluster::kubernetes(client.clone(), &config.cluster, metrics.clone()),
+                Some(client),
+            )
+        }
+    };
+    // With leader election, only the Lease holder receives and acts; standbys keep their Node
+    // cache warm, stay ready, and answer ingest with retry.
+    let election = match (&client, config.cluster.leader_election.enabled) {
+        (Some(client), true) => Some(client.clone()),
+        _ => None,
+    };
+    let (leader_tx, leader) = tokio::sync::watch::channel(election.is_none());
+    if let Some(client) = election {
+        let namespace = std::env::var("POD_NAMESPACE").unwrap_or_else(|_| "default".into());
+        let identity = std::env::var("POD_NAME")
+            .unwrap_or_else(|_| format!("eviction-router-{}", std::process::id()));
+        let lease = lease::LeaseConfig {
+            name: config.cluster.leader_election.lease_name.clone(),
+            namespace: namespace.clone(),
+            identity,
+            duration: Duration::from_secs(15),
+            renew_every: Duration::from_secs(2),
+        };
+        let api = kube::Api::namespaced(client, &namespace);
+        tokio::spawn(lease::run(api, lease, leader_tx, shutdown.clone()));
     }
     let sinks = Sinks::start(&config.sinks, metrics.clone())?;
     let grace = config.router.shutdown_grace();
-    let router = Arc::new(Router::new(&config.router, cluster, sinks, metrics.clone()));
+    let router = Arc::new(
+        Router::new(&config.router, cluster, sinks, metrics.clone()).with_active(leader.clone()),
+    );
     let (tx, rx) = mpsc::channel(config.router.queue_capacity);
 
     let mut sources = JoinSet::new();

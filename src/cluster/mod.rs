@@ -5,6 +5,7 @@
 
 pub mod index;
 pub mod kubernetes;
+pub mod lease;
 pub mod plan;
 pub mod replacement;
 

@@ -504,3 +504,71 @@ async fn scheduled_maintenance_acts_when_its_window_opens() {
         "scheduled_maintenance"
     );
 }
+
+/// Two replicas contend for the Lease: one leads; when it stops, the other takes over.
+#[tokio::test(flavor = "multi_thread")]
+async fn one_replica_leads_and_the_other_takes_over_when_it_stops() {
+    use eviction_router::cluster::lease::{self, LeaseConfig};
+    let fake = FakeApiServer::new();
+    let candidate = |identity: &str| {
+        let api = kube::Api::namespaced(kube::Client::new(fake.service(), "default"), "default");
+        let config = LeaseConfig {
+            name: "eviction-router".into(),
+            namespace: "default".into(),
+            identity: identity.into(),
+            duration: Duration::from_secs(2),
+            renew_every: Duration::from_millis(200),
+        };
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        let stop = tokio_util::sync::CancellationToken::new();
+        tokio::spawn(lease::run(api, config, tx, stop.clone()));
+        (rx, stop)
+    };
+    let (a, stop_a) = candidate("replica-a");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (b, stop_b) = candidate("replica-b");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(*a.borrow() && !*b.borrow(), "exactly one leads");
+    assert_eq!(
+        fake.get("leases", Some("default"), "eviction-router")
+            .unwrap()["spec"]["holderIdentity"],
+        "replica-a"
+    );
+
+    stop_a.cancel();
+    eventually(
+        Duration::from_secs(5),
+        "replica-b to take over",
+        async || (*b.borrow()).then_some(()),
+    )
+    .await;
+    assert!(!*a.borrow());
+    let lease = fake
+        .get("leases", Some("default"), "eviction-router")
+        .unwrap();
+    assert_eq!(lease["spec"]["holderIdentity"], "replica-b");
+    assert_eq!(lease["spec"]["leaseTransitions"], 1);
+    stop_b.cancel();
+}
+
+/// A standby answers with retry and never touches the cluster.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_standby_does_not_act() {
+    let fake = cluster_with_pods();
+    let metrics = Arc::new(Metrics::new());
+    let (_leader, standby) = tokio::sync::watch::channel(false);
+    let router = router(&fake, metrics).with_active(standby);
+    let before = fake.resource_version();
+    let mut reports = Vec::new();
+    let outcome = router
+        .handle_body(
+            Provider::Aws,
+            spot_warning("itn-standby", Timestamp::now()).as_bytes(),
+            Timestamp::now(),
+            None,
+            &mut reports,
+        )
+        .await;
+    assert_eq!(outcome, Outcome::Retry);
+    assert_eq!(fake.resource_version(), before);
+}
