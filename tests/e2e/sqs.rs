@@ -306,3 +306,57 @@ async fn visibility_is_extended_while_a_slow_message_is_handled() {
     );
     assert_eq!(router.terminate(), Some(0));
 }
+
+/// The whole path: EventBridge → SQS (moto) → the router binary → the cluster (the fake API
+/// server over HTTP): the drill cordons the Node, and the message leaves the queue.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_drill_through_sqs_cordons_the_node_in_the_cluster() {
+    let moto = Moto::start().await;
+    let queue = Queue::create(&moto, "cluster").await;
+    let (addr, fake) = fake_apiserver::FakeApiServer::start_http().await.unwrap();
+    fake.insert(serde_json::json!({
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": "ip-10-1-1-1.ec2.internal"},
+        "spec": {"providerID": "aws:///us-east-1b/i-0e2e00000000000c1"},
+    }))
+    .unwrap();
+    let dir = crate::support::TempDir::new();
+    let kubeconfig = dir.0.join("kubeconfig");
+    std::fs::write(&kubeconfig, fake_apiserver::kubeconfig(addr)).unwrap();
+    let mut env = moto.env();
+    env.push(("KUBECONFIG", kubeconfig.display().to_string()));
+    let config = format!(
+        "sources:\n  - type: aws_sqs\n    queue_url: {}\n    wait_time_seconds: 1\ncluster:\n  mode: kubernetes\n  leader_election:\n    enabled: false\n",
+        queue.url
+    );
+    let router = Router::start(&config, &env).await;
+    let out = Command::new(BIN)
+        .args([
+            "inject",
+            "--provider",
+            "aws",
+            "--instance-id",
+            "i-0e2e00000000000c1",
+            "--zone",
+            "us-east-1b",
+        ])
+        .envs(moto.env())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eventually(Duration::from_secs(20), "the Node cordoned", async || {
+        let n = fake.get("nodes", None, "ip-10-1-1-1.ec2.internal")?;
+        (n["spec"]["unschedulable"] == true).then_some(())
+    })
+    .await;
+    drained(&queue).await;
+    let event = router
+        .next_event(Duration::from_secs(5))
+        .expect("the event on stdout");
+    assert_eq!(event["data"]["node"]["name"], "ip-10-1-1-1.ec2.internal");
+    assert_eq!(router.terminate(), Some(0));
+}
