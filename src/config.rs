@@ -255,6 +255,8 @@ pub struct ClusterConfig {
     pub pool_labels: Vec<String>,
     /// How long a replacement Node is waited for before giving up (and counting it).
     pub replacement_timeout_seconds: u64,
+    /// Which actions each kind takes.
+    pub actions: crate::cluster::plan::Actions,
 }
 
 impl Default for ClusterConfig {
@@ -270,6 +272,7 @@ impl Default for ClusterConfig {
                 .map(|s| s.to_string())
                 .collect(),
             replacement_timeout_seconds: 1800,
+            actions: crate::cluster::plan::Actions::default(),
         }
     }
 }

@@ -53,6 +53,8 @@ pub struct KubeSettings {
     pub reporter: Reporter,
     /// Node labels naming a Node's pool, first present wins.
     pub pool_labels: Vec<String>,
+    /// The actions per kind.
+    pub actions: plan::Actions,
     /// How long a replacement is waited for.
     pub replacement_timeout: SignedDuration,
 }
@@ -63,6 +65,8 @@ pub struct KubeCluster {
     index: Arc<RwLock<NodeIndex>>,
     /// Node name → the event in its scheduled annotation.
     scheduled: Arc<RwLock<BTreeMap<String, String>>>,
+    /// Node name → the id in its last-event annotation.
+    last_event: Arc<RwLock<BTreeMap<String, String>>>,
     tracker: Arc<Mutex<Tracker>>,
     replacements: Mutex<Option<mpsc::UnboundedReceiver<Replacement>>>,
     synced: watch::Receiver<bool>,
@@ -85,6 +89,7 @@ impl KubeCluster {
     pub fn start(client: Client, settings: KubeSettings, metrics: Arc<Metrics>) -> KubeCluster {
         let index = Arc::new(RwLock::new(NodeIndex::new()));
         let scheduled = Arc::new(RwLock::new(BTreeMap::new()));
+        let last_event = Arc::new(RwLock::new(BTreeMap::new()));
         let (synced_tx, synced) = watch::channel(false);
         let nodes: Api<Node> = Api::all(client.clone());
         let tracker = Arc::new(Mutex::new(Tracker::new(
@@ -95,6 +100,7 @@ impl KubeCluster {
         let cache = Cache {
             index: index.clone(),
             scheduled: scheduled.clone(),
+            last_event: last_event.clone(),
             tracker: Some((tracker.clone(), found)),
         };
         let task = tokio::spawn(async move {
@@ -117,6 +123,7 @@ impl KubeCluster {
             client,
             index,
             scheduled,
+            last_event,
             tracker,
             replacements: Mutex::new(Some(replacements)),
             synced,
@@ -159,7 +166,7 @@ impl KubeCluster {
                         continue;
                     }
                 };
-                let steps = plan::plan(&event.data, self.settings.lead);
+                let steps = plan::plan(&event.data, self.settings.lead, &self.settings.actions);
                 let now = Timestamp::now();
                 let due: Vec<&Step> = steps
                     .iter()
@@ -234,7 +241,21 @@ impl KubeCluster {
         let Some(node) = node else {
             return Ok(Applied::Foreign);
         };
-        let steps = plan::plan(&event.data, self.settings.lead);
+        // Recorded on the Node once every step due now succeeded: a restarted or second replica
+        // that gets the same event again does nothing twice.
+        let done = self
+            .last_event
+            .read()
+            .ok()
+            .and_then(|l| l.get(&node).cloned());
+        if done.as_deref() == Some(event.id.as_str()) {
+            tracing::info!(node = %node, id = %event.id, "The Node's annotation says this event was handled already.");
+            return Ok(Applied::Acted {
+                node,
+                steps: Vec::new(),
+            });
+        }
+        let steps = plan::plan(&event.data, self.settings.lead, &self.settings.actions);
         let now = Timestamp::now();
         if steps.iter().any(|s| step_at(s).is_some_and(|at| at > now)) {
             // Written before anything else, so a crash between here and the due time loses nothing.
@@ -265,6 +286,13 @@ impl KubeCluster {
                 }
             }
         }
+        let record = serde_json::json!({ "id": event.id, "kind": event.data.kind, "time": Timestamp::now() });
+        let nodes: Api<Node> = Api::all(self.client.clone());
+        let patch = serde_json::json!({ "metadata": { "annotations": { LAST_EVENT_ANNOTATION: record.to_string() } } });
+        merge(&nodes, &node, patch).await?;
+        if let Ok(mut l) = self.last_event.write() {
+            l.insert(node.clone(), event.id.clone());
+        }
         if matches!(event.data.kind, Kind::Interruption | Kind::Termination)
             && let Ok(mut tracker) = self.tracker.lock()
         {
@@ -282,14 +310,12 @@ impl KubeCluster {
             Step::Taint { key, effect, .. } => self.taint(&nodes, node, key, *effect).await,
             Step::Untaint { key } => self.untaint(&nodes, node, key).await,
             Step::Label { key, value, .. } => {
-                let record = serde_json::json!({
-                    "id": event.id, "kind": event.data.kind, "time": Timestamp::now(),
-                })
-                .to_string();
-                let patch = serde_json::json!({
-                    "metadata": { "labels": { *key: value }, "annotations": { LAST_EVENT_ANNOTATION: record } }
-                });
-                merge(&nodes, node, patch).await
+                merge(
+                    &nodes,
+                    node,
+                    serde_json::json!({ "metadata": { "labels": { *key: value } } }),
+                )
+                .await
             }
             Step::Unlabel { key } => {
                 merge(
@@ -596,6 +622,7 @@ fn api(e: kube::Error) -> ClusterError {
 struct Cache {
     index: Arc<RwLock<NodeIndex>>,
     scheduled: Arc<RwLock<BTreeMap<String, String>>>,
+    last_event: Arc<RwLock<BTreeMap<String, String>>>,
     /// The replacement tracker and where found replacements go (the live cache only).
     tracker: Option<(Arc<Mutex<Tracker>>, mpsc::UnboundedSender<Replacement>)>,
 }
@@ -618,6 +645,16 @@ fn apply_watch_event(
             match annotations.get(SCHEDULED_ANNOTATION) {
                 Some(json) => s.insert(name.clone(), json.clone()),
                 None => s.remove(&name),
+            };
+        }
+        let last = annotations
+            .get(LAST_EVENT_ANNOTATION)
+            .and_then(|v| serde_json::from_str::<serde_json::Value>(v).ok())
+            .and_then(|v| v["id"].as_str().map(str::to_owned));
+        if let Ok(mut l) = cache.last_event.write() {
+            match last {
+                Some(id) => l.insert(name.clone(), id),
+                None => l.remove(&name),
             };
         }
     }
@@ -659,23 +696,18 @@ fn apply_watch_event(
             track(cache, &node);
         }
         watcher::Event::InitDone => {
-            let take = |from: &RwLock<NodeIndex>| {
-                from.write()
-                    .map(|mut i| std::mem::take(&mut *i))
-                    .unwrap_or_default()
-            };
-            let index = take(&staging.index);
-            let scheduled = staging
-                .scheduled
-                .write()
-                .map(|mut s| std::mem::take(&mut *s))
-                .unwrap_or_default();
-            if let Ok(mut i) = cache.index.write() {
-                *i = index;
+            fn swap<T: Default>(from: &RwLock<T>, to: &RwLock<T>) {
+                let taken = from
+                    .write()
+                    .map(|mut v| std::mem::take(&mut *v))
+                    .unwrap_or_default();
+                if let Ok(mut v) = to.write() {
+                    *v = taken;
+                }
             }
-            if let Ok(mut s) = cache.scheduled.write() {
-                *s = scheduled;
-            }
+            swap(&staging.index, &cache.index);
+            swap(&staging.scheduled, &cache.scheduled);
+            swap(&staging.last_event, &cache.last_event);
             let _ = synced.send(true);
         }
         watcher::Event::Apply(node) => {

@@ -76,7 +76,10 @@ pub enum ClusterSetupError {
 impl Cluster {
     /// A dry-run cluster.
     pub fn dry_run(config: &ClusterConfig) -> Cluster {
-        Cluster::DryRun(DryRun { lead: lead(config) })
+        Cluster::DryRun(DryRun {
+            lead: lead(config),
+            actions: config.actions,
+        })
     }
 
     /// The cluster of `config`: a dry run, or the Kubernetes executor on the in-cluster or
@@ -111,6 +114,7 @@ impl Cluster {
                 instance: std::env::var("POD_NAME").ok(),
             },
             pool_labels: config.pool_labels.clone(),
+            actions: config.actions,
             replacement_timeout: SignedDuration::from_secs(
                 i64::try_from(config.replacement_timeout_seconds).unwrap_or(i64::MAX),
             ),
@@ -143,11 +147,12 @@ impl Cluster {
 #[derive(Debug)]
 pub struct DryRun {
     lead: SignedDuration,
+    actions: plan::Actions,
 }
 
 impl DryRun {
     fn apply(&self, event: &Event) -> Applied {
-        let steps = plan::plan(&event.data, self.lead);
+        let steps = plan::plan(&event.data, self.lead, &self.actions);
         for step in &steps {
             tracing::info!(
                 id = %event.id, instance = %event.data.instance.id, action = step.action(), step = %step,

@@ -125,10 +125,98 @@ pub fn taint_key(kind: Kind) -> String {
     format!("{KEY_PREFIX}/{}", kind.as_str())
 }
 
-/// The steps for `event`. Scheduled maintenance acts at `not_before − lead` (now, if that has
-/// passed or the window is unknown); a canceled or completed maintenance undoes what a scheduled
-/// one did.
-pub fn plan(event: &EventData, lead: SignedDuration) -> Vec<Step> {
+/// Which actions one kind takes (`cluster.actions.<kind>` in the configuration). Undo steps are
+/// never switched off: what may have been done is always undone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Switches {
+    /// Taint the Node.
+    pub taint: bool,
+    /// Label and cordon the Node.
+    pub cordon: bool,
+    /// Drain the Node.
+    pub drain: bool,
+    /// Record a Kubernetes Event on the Node.
+    pub event: bool,
+}
+
+impl Switches {
+    const ALL: Switches = Switches {
+        taint: true,
+        cordon: true,
+        drain: true,
+        event: true,
+    };
+
+    fn allows(&self, step: &Step) -> bool {
+        match step {
+            Step::Taint { .. } => self.taint,
+            Step::Label { .. } | Step::Cordon { .. } => self.cordon,
+            Step::Drain { .. } => self.drain,
+            Step::RecordEvent { .. } => self.event,
+            Step::Untaint { .. } | Step::Unlabel { .. } | Step::Uncordon => true,
+        }
+    }
+}
+
+/// The actions per kind; the defaults are DESIGN section 4.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Actions {
+    /// `interruption`: everything, now.
+    pub interruption: Switches,
+    /// `termination`: everything, now.
+    pub termination: Switches,
+    /// `scheduled_maintenance`: everything, at the window less the lead.
+    pub scheduled_maintenance: Switches,
+    /// `rebalance_recommendation`: a PreferNoSchedule taint and an Event only.
+    pub rebalance_recommendation: Switches,
+}
+
+impl Default for Actions {
+    fn default() -> Self {
+        Actions {
+            interruption: Switches::ALL,
+            termination: Switches::ALL,
+            scheduled_maintenance: Switches::ALL,
+            rebalance_recommendation: Switches {
+                taint: true,
+                cordon: false,
+                drain: false,
+                event: true,
+            },
+        }
+    }
+}
+
+impl Actions {
+    fn for_kind(&self, kind: Kind) -> Switches {
+        match kind {
+            Kind::Interruption => self.interruption,
+            Kind::Termination => self.termination,
+            Kind::ScheduledMaintenance => self.scheduled_maintenance,
+            Kind::RebalanceRecommendation => self.rebalance_recommendation,
+            Kind::ReplacementReady => Switches {
+                taint: false,
+                cordon: false,
+                drain: false,
+                event: false,
+            },
+        }
+    }
+}
+
+/// The steps for `event` under `actions`. Scheduled maintenance acts at `not_before − lead`
+/// (now, if that has passed or the window is unknown); a canceled or completed maintenance undoes
+/// what a scheduled one did.
+pub fn plan(event: &EventData, lead: SignedDuration, actions: &Actions) -> Vec<Step> {
+    let switches = actions.for_kind(event.kind);
+    let mut steps = candidates(event, lead);
+    steps.retain(|s| switches.allows(s));
+    steps
+}
+
+fn candidates(event: &EventData, lead: SignedDuration) -> Vec<Step> {
     let key = taint_key(event.kind);
     match event.kind {
         Kind::Interruption | Kind::Termination => {
@@ -204,6 +292,16 @@ pub fn plan(event: &EventData, lead: SignedDuration) -> Vec<Step> {
                 effect: Effect::PreferNoSchedule,
                 at: None,
             },
+            Step::Label {
+                key: DRAINING_LABEL,
+                value: event.kind.as_str(),
+                at: None,
+            },
+            Step::Cordon { at: None },
+            Step::Drain {
+                at: None,
+                deadline: None,
+            },
             Step::RecordEvent {
                 reason: "RebalanceRecommendation",
                 event_type: EventType::Normal,
@@ -242,6 +340,7 @@ mod tests {
         let steps = plan(
             &data(Kind::Interruption, None, None),
             SignedDuration::from_mins(10),
+            &Actions::default(),
         );
         assert_eq!(
             actions(&steps),
@@ -269,6 +368,7 @@ mod tests {
         let steps = plan(
             &data(Kind::RebalanceRecommendation, None, None),
             SignedDuration::ZERO,
+            &Actions::default(),
         );
         assert_eq!(actions(&steps), ["taint", "event"]);
         assert!(matches!(
@@ -287,7 +387,7 @@ mod tests {
             Some(Status::Scheduled),
             Some("2026-11-25T02:00:00Z"),
         );
-        let steps = plan(&d, SignedDuration::from_mins(30));
+        let steps = plan(&d, SignedDuration::from_mins(30), &Actions::default());
         assert_eq!(
             actions(&steps),
             ["event", "taint", "label", "cordon", "drain"]
@@ -299,8 +399,39 @@ mod tests {
             Some("2026-11-25T02:00:00Z"),
         );
         assert_eq!(
-            actions(&plan(&d, SignedDuration::ZERO)),
+            actions(&plan(&d, SignedDuration::ZERO, &Actions::default())),
             ["untaint", "unlabel", "uncordon", "event"]
+        );
+    }
+
+    #[test]
+    fn actions_are_switched_per_kind() {
+        let mut a = Actions::default();
+        a.interruption.drain = false;
+        a.rebalance_recommendation.cordon = true;
+        let steps = plan(
+            &data(Kind::Interruption, None, None),
+            SignedDuration::ZERO,
+            &a,
+        );
+        assert_eq!(actions(&steps), ["taint", "label", "cordon", "event"]);
+        let steps = plan(
+            &data(Kind::RebalanceRecommendation, None, None),
+            SignedDuration::ZERO,
+            &a,
+        );
+        assert_eq!(actions(&steps), ["taint", "label", "cordon", "event"]);
+        a.scheduled_maintenance = Switches {
+            taint: false,
+            cordon: false,
+            drain: false,
+            event: false,
+        };
+        let d = data(Kind::ScheduledMaintenance, Some(Status::Canceled), None);
+        assert_eq!(
+            actions(&plan(&d, SignedDuration::ZERO, &a)),
+            ["untaint", "unlabel", "uncordon"],
+            "undo is never switched off"
         );
     }
 
@@ -309,7 +440,8 @@ mod tests {
         assert!(
             plan(
                 &data(Kind::ReplacementReady, None, None),
-                SignedDuration::ZERO
+                SignedDuration::ZERO,
+                &Actions::default()
             )
             .is_empty()
         );

@@ -126,3 +126,22 @@ fn omitted_sections_take_their_defaults() {
     assert!(matches!(c.sinks[..], [SinkConfig::Stdout]));
     assert_eq!(c.server.listen.port(), 8080);
 }
+
+#[test]
+fn actions_can_be_switched_per_kind_and_need_all_four_switches() {
+    let c = parse(
+        "sources:\n  - type: http_ingest\ncluster:\n  actions:\n    interruption: {taint: true, cordon: true, drain: false, event: true}\n",
+    )
+    .unwrap();
+    assert!(!c.cluster.actions.interruption.drain);
+    assert!(
+        c.cluster.actions.termination.drain,
+        "other kinds keep their defaults"
+    );
+    assert!(!c.cluster.actions.rebalance_recommendation.cordon);
+    let err = parse(
+        "sources:\n  - type: http_ingest\ncluster:\n  actions:\n    interruption: {drain: false}\n",
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("taint"), "{err}");
+}

@@ -153,10 +153,10 @@ async fn an_interruption_cordons_taints_and_drains_its_node_within_the_deadline(
         "interruption"
     );
     assert!(
-        n["metadata"]["annotations"]["eviction-router/last-event"]
-            .as_str()
-            .unwrap()
-            .contains("itn-1")
+        n["metadata"]["annotations"]
+            .get("eviction-router/last-event")
+            .is_none(),
+        "recorded only once every step succeeded"
     );
     let t = taints(&fake);
     assert!(
@@ -209,6 +209,35 @@ async fn an_interruption_cordons_taints_and_drains_its_node_within_the_deadline(
     assert!(
         text.contains("eviction_router_actions_total{action=\"cordon\",outcome=\"ok\"} 1"),
         "{text}"
+    );
+
+    let n = fake.get("nodes", None, NODE).unwrap();
+    assert!(
+        n["metadata"]["annotations"]["eviction-router/last-event"]
+            .as_str()
+            .unwrap()
+            .contains("itn-1")
+    );
+
+    // A restarted (or second) router gets the same event: the Node's annotation says it was
+    // handled, and nothing is written.
+    let before = fake.resource_version();
+    let fresh = self::router(&fake, Arc::new(Metrics::new()));
+    let mut reports = Vec::new();
+    let outcome = fresh
+        .handle_body(
+            Provider::Aws,
+            body.as_bytes(),
+            Timestamp::now(),
+            None,
+            &mut reports,
+        )
+        .await;
+    assert_eq!(outcome, Outcome::Handled);
+    assert_eq!(
+        fake.resource_version(),
+        before,
+        "a restarted router acted twice"
     );
 
     // The same event again changes nothing twice.
