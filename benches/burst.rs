@@ -77,7 +77,7 @@ async fn run_once(nodes: usize, burst: usize) -> (f64, f64, f64) {
     std::fs::write(&kubeconfig, fake_apiserver::kubeconfig(addr)).expect("kubeconfig");
     let config = dir.join("config.yaml");
     let mut f = std::fs::File::create(&config).expect("config");
-    writeln!(f, "sources:\n  - type: http_ingest\nrouter:\n  concurrency: 256\n  queue_capacity: 4096\ncluster:\n  mode: kubernetes\n  leader_election:\n    enabled: false\nsinks: []\nlog:\n  format: json").expect("config");
+    writeln!(f, "sources:\n  - type: http_ingest\nrouter:\n  concurrency: 256\n  queue_capacity: 4096\ncluster:\n  mode: kubernetes\n  api_requests_per_second: 0\n  leader_election:\n    enabled: false\nsinks: []\nlog:\n  format: json").expect("config");
     let port = TcpListener::bind("127.0.0.1:0")
         .expect("port")
         .local_addr()

@@ -257,6 +257,8 @@ pub struct ClusterConfig {
     pub replacement_timeout_seconds: u64,
     /// Which actions each kind takes.
     pub actions: crate::cluster::plan::Actions,
+    /// Client-side limit on requests to the API server per second; 0 for none.
+    pub api_requests_per_second: u64,
 }
 
 impl Default for ClusterConfig {
@@ -273,6 +275,7 @@ impl Default for ClusterConfig {
                 .collect(),
             replacement_timeout_seconds: 1800,
             actions: crate::cluster::plan::Actions::default(),
+            api_requests_per_second: 200,
         }
     }
 }

@@ -49,9 +49,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Serv
     let (cluster, client) = match config.cluster.mode {
         ClusterMode::DryRun => (Cluster::dry_run(&config.cluster), None),
         ClusterMode::Kubernetes => {
-            let client = kube::Client::try_default()
-                .await
-                .map_err(ClusterSetupError::Client)?;
+            let client = Cluster::client(&config.cluster).await?;
             (
                 Cluster::kubernetes(client.clone(), &config.cluster, metrics.clone()),
                 Some(client),

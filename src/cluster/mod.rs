@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use jiff::SignedDuration;
 
-use crate::config::{ClusterConfig, ClusterMode};
+use crate::config::ClusterConfig;
 use crate::event::Event;
 use crate::metrics::Metrics;
 use plan::Step;
@@ -70,6 +70,9 @@ pub enum Cluster {
 pub enum ClusterSetupError {
     /// No cluster configuration was found (in-cluster or kubeconfig).
     #[error("cannot configure the Kubernetes client (in-cluster or kubeconfig): {0}")]
+    Config(String),
+    /// The client could not be built from the configuration.
+    #[error("cannot build the Kubernetes client: {0}")]
     Client(#[source] kube::Error),
 }
 
@@ -82,21 +85,23 @@ impl Cluster {
         })
     }
 
-    /// The cluster of `config`: a dry run, or the Kubernetes executor on the in-cluster or
-    /// kubeconfig client.
-    pub async fn new(
-        config: &ClusterConfig,
-        metrics: Arc<Metrics>,
-    ) -> Result<Cluster, ClusterSetupError> {
-        match config.mode {
-            ClusterMode::DryRun => Ok(Cluster::dry_run(config)),
-            ClusterMode::Kubernetes => {
-                let client = kube::Client::try_default()
-                    .await
-                    .map_err(ClusterSetupError::Client)?;
-                Ok(Cluster::kubernetes(client, config, metrics))
-            }
-        }
+    /// The API client: in-cluster configuration or the standard kubeconfig resolution, limited
+    /// to `cluster.api_requests_per_second` (0: no limit).
+    pub async fn client(config: &ClusterConfig) -> Result<kube::Client, ClusterSetupError> {
+        let inferred = kube::Config::infer()
+            .await
+            .map_err(|e| ClusterSetupError::Config(e.to_string()))?;
+        let builder =
+            kube::client::ClientBuilder::try_from(inferred).map_err(ClusterSetupError::Client)?;
+        Ok(match config.api_requests_per_second {
+            0 => builder.build(),
+            qps => builder
+                .with_layer(&tower::limit::RateLimitLayer::new(
+                    qps,
+                    Duration::from_secs(1),
+                ))
+                .build(),
+        })
     }
 
     /// The Kubernetes executor on `client`.

@@ -601,3 +601,42 @@ async fn a_standby_does_not_act() {
     assert_eq!(outcome, Outcome::Retry);
     assert_eq!(fake.resource_version(), before);
 }
+
+/// `cluster.api_requests_per_second` limits the router's calls to the API server.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_api_request_rate_is_limited_as_configured() {
+    let (addr, fake) = FakeApiServer::start_http().await.unwrap();
+    fake.insert(node(NODE, &format!("aws:///us-east-1b/{INSTANCE}")))
+        .unwrap();
+    let dir = crate::support::TempDir::new();
+    let kubeconfig = dir.0.join("kubeconfig");
+    std::fs::write(&kubeconfig, fake_apiserver::kubeconfig(addr)).unwrap();
+    let config = "sources:\n  - type: http_ingest\ncluster:\n  mode: kubernetes\n  api_requests_per_second: 2\n  leader_election:\n    enabled: false\nsinks: []\n";
+    let router =
+        crate::support::Router::start(config, &[("KUBECONFIG", kubeconfig.display().to_string())])
+            .await;
+    // Let the Node list and watch take their share of the budget first.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    fake.clear_requests();
+    let started = std::time::Instant::now();
+    let response = reqwest::Client::new()
+        .post(format!("{}/v1/ingest/aws", router.base))
+        .body(spot_warning("itn-limited", Timestamp::now()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let took = started.elapsed();
+    let requests = fake.requests().len();
+    assert!(
+        requests >= 6,
+        "an interruption costs several requests, saw {requests}"
+    );
+    // At 2 per second, N requests need at least (N - 2) / 2 seconds after the first burst of 2.
+    let floor = Duration::from_millis(((requests as u64).saturating_sub(3)) * 500);
+    assert!(
+        took >= floor,
+        "{requests} requests in {took:?}: the limit was not applied"
+    );
+    assert_eq!(router.terminate(), Some(0));
+}
