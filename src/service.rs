@@ -97,12 +97,35 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Serv
                     health.clone(),
                 )
                 .await;
-                sources.spawn(source.run(tx.clone(), shutdown.clone(), grace));
+                let (tx, stop, mut leader) = (tx.clone(), shutdown.clone(), leader.clone());
+                sources.spawn(async move {
+                    // Queue sources receive only on the leader.
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        _ = leader.wait_for(|l| *l) => {}
+                    }
+                    source.run(tx, stop, grace).await
+                });
             }
             other => return Err(ServiceError::SourceUnavailable(other.type_name())),
         }
     }
     drop(tx);
+    // A leader that loses the Lease stops; the Deployment restarts it as a standby.
+    {
+        let (mut leader, stop) = (leader.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            if leader.wait_for(|l| *l).await.is_ok()
+                && leader.wait_for(|l| !*l).await.is_ok()
+                && !stop.is_cancelled()
+            {
+                tracing::warn!(
+                    "Lost the leadership: stopping so that the replica restarts as a standby."
+                );
+                stop.cancel();
+            }
+        });
+    }
 
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await

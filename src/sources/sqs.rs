@@ -62,7 +62,6 @@ impl SqsSource {
                 .build();
         }
         let client = Client::new(&sdk);
-        health.register(COMPONENT);
         SqsSource {
             client,
             config,
@@ -79,6 +78,8 @@ impl SqsSource {
         shutdown: CancellationToken,
         grace: Duration,
     ) {
+        // Registered only when it starts receiving: a standby (not leading) stays ready.
+        self.health.register(COMPONENT);
         let (delete_tx, delete_rx) = mpsc::channel::<String>(1024);
         let deleter = tokio::spawn(self.clone().delete_loop(delete_rx));
         let backlog = tokio::spawn(self.clone().backlog_loop(shutdown.clone()));

@@ -360,3 +360,48 @@ async fn a_drill_through_sqs_cordons_the_node_in_the_cluster() {
     assert_eq!(event["data"]["node"]["name"], "ip-10-1-1-1.ec2.internal");
     assert_eq!(router.terminate(), Some(0));
 }
+
+/// A standby (another replica holds the Lease) does not receive from the queue and stays ready.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_standby_leaves_the_queue_to_the_leader_and_stays_ready() {
+    let moto = Moto::start().await;
+    let queue = Queue::create(&moto, "standby").await;
+    let (addr, fake) = fake_apiserver::FakeApiServer::start_http().await.unwrap();
+    let renewed = jiff::Timestamp::now().to_string();
+    fake.insert(serde_json::json!({
+        "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+        "metadata": {"name": "eviction-router", "namespace": "default"},
+        "spec": {"holderIdentity": "the-other-replica", "leaseDurationSeconds": 3600, "renewTime": renewed},
+    }))
+    .unwrap();
+    let dir = crate::support::TempDir::new();
+    let kubeconfig = dir.0.join("kubeconfig");
+    std::fs::write(&kubeconfig, fake_apiserver::kubeconfig(addr)).unwrap();
+    let mut env = moto.env();
+    env.push(("KUBECONFIG", kubeconfig.display().to_string()));
+    env.push(("POD_NAMESPACE", "default".into()));
+    env.push(("POD_NAME", "this-replica".into()));
+    let config = format!(
+        "sources:\n  - type: aws_sqs\n    queue_url: {}\n    wait_time_seconds: 1\ncluster:\n  mode: kubernetes\nserver:\n  readiness_grace_seconds: 1\n",
+        queue.url
+    );
+    let router = Router::start(&config, &env).await;
+    queue
+        .send(&fixture("aws/spot-interruption-warning.json"))
+        .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        queue.depth().await,
+        (1, 0),
+        "a standby received from the queue"
+    );
+    let ready = reqwest::get(format!("{}/readyz", router.base))
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200, "{}", ready.text().await.unwrap());
+    let lease = fake
+        .get("leases", Some("default"), "eviction-router")
+        .unwrap();
+    assert_eq!(lease["spec"]["holderIdentity"], "the-other-replica");
+    assert_eq!(router.terminate(), Some(0));
+}
