@@ -374,8 +374,7 @@ impl KubeCluster {
         }
     }
 
-    /// Adds the taint, keeping every other taint: a read-modify-write with the resourceVersion,
-    /// retried on 409 Conflict (`spec.taints` is an atomic list).
+    /// Adds the taint, keeping every other taint.
     async fn taint(
         &self,
         nodes: &Api<Node>,
@@ -383,15 +382,12 @@ impl KubeCluster {
         key: &str,
         effect: Effect,
     ) -> Result<(), ClusterError> {
-        for _ in 0..CONFLICT_ATTEMPTS {
-            let mut current = nodes.get(node).await.map_err(api)?;
-            let spec = current.spec.get_or_insert_with(Default::default);
-            let taints = spec.taints.get_or_insert_with(Vec::new);
+        edit_taints(nodes, node, &format!("taint {key}"), |taints| {
             if taints
                 .iter()
                 .any(|t| t.key == key && t.effect == effect.as_str())
             {
-                return Ok(());
+                return false;
             }
             taints.retain(|t| t.key != key);
             taints.push(Taint {
@@ -400,57 +396,19 @@ impl KubeCluster {
                 value: None,
                 time_added: None,
             });
-            match nodes
-                .replace(
-                    node,
-                    &PostParams {
-                        field_manager: Some(MANAGER.into()),
-                        ..Default::default()
-                    },
-                    &current,
-                )
-                .await
-            {
-                Ok(_) => return Ok(()),
-                Err(kube::Error::Api(e)) if e.code == 409 => continue,
-                Err(e) => return Err(api(e)),
-            }
-        }
-        Err(ClusterError::Api(format!(
-            "taint {key}: the Node kept changing ({CONFLICT_ATTEMPTS} conflicts)"
-        )))
+            true
+        })
+        .await
     }
 
+    /// Removes the taint `key`, keeping every other taint.
     async fn untaint(&self, nodes: &Api<Node>, node: &str, key: &str) -> Result<(), ClusterError> {
-        for _ in 0..CONFLICT_ATTEMPTS {
-            let mut current = nodes.get(node).await.map_err(api)?;
-            let Some(taints) = current.spec.as_mut().and_then(|s| s.taints.as_mut()) else {
-                return Ok(());
-            };
+        edit_taints(nodes, node, &format!("untaint {key}"), |taints| {
             let before = taints.len();
             taints.retain(|t| t.key != key);
-            if taints.len() == before {
-                return Ok(());
-            }
-            match nodes
-                .replace(
-                    node,
-                    &PostParams {
-                        field_manager: Some(MANAGER.into()),
-                        ..Default::default()
-                    },
-                    &current,
-                )
-                .await
-            {
-                Ok(_) => return Ok(()),
-                Err(kube::Error::Api(e)) if e.code == 409 => continue,
-                Err(e) => return Err(api(e)),
-            }
-        }
-        Err(ClusterError::Api(format!(
-            "untaint {key}: the Node kept changing ({CONFLICT_ATTEMPTS} conflicts)"
-        )))
+            taints.len() != before
+        })
+        .await
     }
 
     /// Evicts the Node's pods through the Eviction API (PodDisruptionBudgets honoured), all at
@@ -598,6 +556,40 @@ fn evictable(pod: &Pod) -> bool {
         .and_then(|s| s.phase.as_deref())
         .is_some_and(|p| p == "Succeeded" || p == "Failed");
     !(daemonset || mirror || terminating || finished)
+}
+
+/// Changes `spec.taints` (an atomic list) by read-modify-write with the resourceVersion read,
+/// retried on 409 Conflict, so other controllers' taints are never clobbered. `edit` returns
+/// whether it changed anything; nothing is written when it did not.
+async fn edit_taints(
+    nodes: &Api<Node>,
+    node: &str,
+    what: &str,
+    edit: impl Fn(&mut Vec<Taint>) -> bool,
+) -> Result<(), ClusterError> {
+    for _ in 0..CONFLICT_ATTEMPTS {
+        let mut current = nodes.get(node).await.map_err(api)?;
+        let taints = current
+            .spec
+            .get_or_insert_with(Default::default)
+            .taints
+            .get_or_insert_with(Vec::new);
+        if !edit(taints) {
+            return Ok(());
+        }
+        let params = PostParams {
+            field_manager: Some(MANAGER.into()),
+            ..Default::default()
+        };
+        match nodes.replace(node, &params, &current).await {
+            Ok(_) => return Ok(()),
+            Err(kube::Error::Api(e)) if e.code == 409 => continue,
+            Err(e) => return Err(api(e)),
+        }
+    }
+    Err(ClusterError::Api(format!(
+        "{what}: the Node kept changing ({CONFLICT_ATTEMPTS} conflicts)"
+    )))
 }
 
 async fn merge(
