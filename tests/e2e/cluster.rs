@@ -17,7 +17,7 @@ use fake_apiserver::FakeApiServer;
 use jiff::Timestamp;
 use serde_json::{Value, json};
 
-use crate::support::{eventually, fixture};
+use crate::support::{eventually, fixture, handle};
 
 const INSTANCE: &str = "i-0b662ef9931388ba0";
 const NODE: &str = "ip-10-0-1-5.ec2.internal";
@@ -125,16 +125,14 @@ async fn an_interruption_cordons_taints_and_drains_its_node_within_the_deadline(
         let body = body.clone();
         tokio::spawn(async move {
             let mut reports = Vec::new();
-            let outcome = router
-                .handle_body(
-                    Provider::Aws,
-                    body.as_bytes(),
-                    Timestamp::now(),
-                    None,
-                    &mut reports,
-                )
-                .await;
-            (outcome, reports)
+            let outcome = router.handle_body(
+                Provider::Aws,
+                body.as_bytes(),
+                Timestamp::now(),
+                None,
+                &mut reports,
+            );
+            (outcome.await, reports)
         })
     };
 
@@ -223,16 +221,7 @@ async fn an_interruption_cordons_taints_and_drains_its_node_within_the_deadline(
     // handled, and nothing is written.
     let before = fake.resource_version();
     let fresh = self::router(&fake, Arc::new(Metrics::new()));
-    let mut reports = Vec::new();
-    let outcome = fresh
-        .handle_body(
-            Provider::Aws,
-            body.as_bytes(),
-            Timestamp::now(),
-            None,
-            &mut reports,
-        )
-        .await;
+    let outcome = handle(&fresh, Provider::Aws, &body).await;
     assert_eq!(outcome, Outcome::Handled);
     assert_eq!(
         fake.resource_version(),
@@ -242,16 +231,7 @@ async fn an_interruption_cordons_taints_and_drains_its_node_within_the_deadline(
 
     // The same event again changes nothing twice.
     let before = fake.resource_version();
-    let mut reports = Vec::new();
-    let outcome = router
-        .handle_body(
-            Provider::Aws,
-            body.as_bytes(),
-            Timestamp::now(),
-            None,
-            &mut reports,
-        )
-        .await;
+    let outcome = handle(&router, Provider::Aws, &body).await;
     assert_eq!(outcome, Outcome::Ignored);
     assert_eq!(
         fake.resource_version(),
@@ -267,16 +247,7 @@ async fn a_drain_that_cannot_finish_before_the_deadline_is_reported() {
     let router = router(&fake, metrics.clone());
     // Two minutes' notice given 115 s ago: 5 s left, less the 1 s margin.
     let at = Timestamp::now() - jiff::SignedDuration::from_secs(115);
-    let mut reports = Vec::new();
-    let outcome = router
-        .handle_body(
-            Provider::Aws,
-            spot_warning("itn-late", at).as_bytes(),
-            Timestamp::now(),
-            None,
-            &mut reports,
-        )
-        .await;
+    let outcome = handle(&router, Provider::Aws, &spot_warning("itn-late", at)).await;
     assert_eq!(
         outcome,
         Outcome::Handled,
@@ -308,16 +279,7 @@ async fn foreign_instances_are_ignored_and_api_errors_are_retried() {
     v["id"] = json!("foreign-1");
     v["detail"]["instance-id"] = json!("i-0notinthiscluster");
     v["resources"] = json!(["arn:aws:ec2:us-east-1b:instance/i-0notinthiscluster"]);
-    let mut reports = Vec::new();
-    let outcome = router
-        .handle_body(
-            Provider::Aws,
-            v.to_string().as_bytes(),
-            Timestamp::now(),
-            None,
-            &mut reports,
-        )
-        .await;
+    let outcome = handle(&router, Provider::Aws, &v.to_string()).await;
     assert_eq!(
         outcome,
         Outcome::Ignored,
@@ -331,26 +293,10 @@ async fn foreign_instances_are_ignored_and_api_errors_are_retried() {
     // message is handled.
     fake.faults().fail_next("GET", "/api/v1/nodes", 20);
     let body = fixture("aws/rebalance-recommendation.json");
-    let outcome = router
-        .handle_body(
-            Provider::Aws,
-            body.as_bytes(),
-            Timestamp::now(),
-            None,
-            &mut reports,
-        )
-        .await;
+    let outcome = handle(&router, Provider::Aws, &body).await;
     assert_eq!(outcome, Outcome::Retry);
     fake.faults().clear();
-    let outcome = router
-        .handle_body(
-            Provider::Aws,
-            body.as_bytes(),
-            Timestamp::now(),
-            None,
-            &mut reports,
-        )
-        .await;
+    let outcome = handle(&router, Provider::Aws, &body).await;
     assert_eq!(outcome, Outcome::Handled);
     assert!(taints(&fake).contains(&(
         "eviction-router/rebalance_recommendation".into(),
@@ -373,31 +319,14 @@ async fn a_canceled_maintenance_undoes_what_the_started_one_did() {
         serde_json::from_str(&fixture("azure/scheduled-event-reboot.eventgrid.json")).unwrap();
     v["data"]["resourceInfo"]["properties"]["EventStatus"] = json!("Started");
     v["data"]["resourceInfo"]["properties"]["NotBefore"] = json!("");
-    let mut reports = Vec::new();
-    let outcome = router
-        .handle_body(
-            Provider::Azure,
-            v.to_string().as_bytes(),
-            Timestamp::now(),
-            None,
-            &mut reports,
-        )
-        .await;
+    let outcome = handle(&router, Provider::Azure, &v.to_string()).await;
     assert_eq!(outcome, Outcome::Handled);
     let n = fake.get("nodes", None, "worker-7").unwrap();
     assert_eq!(n["spec"]["unschedulable"], true);
 
     v["id"] = json!("canceled-notification");
     v["data"]["resourceInfo"]["properties"]["EventStatus"] = json!("Canceled");
-    let outcome = router
-        .handle_body(
-            Provider::Azure,
-            v.to_string().as_bytes(),
-            Timestamp::now(),
-            None,
-            &mut reports,
-        )
-        .await;
+    let outcome = handle(&router, Provider::Azure, &v.to_string()).await;
     assert_eq!(outcome, Outcome::Handled);
     let n = fake.get("nodes", None, "worker-7").unwrap();
     assert_ne!(n["spec"]["unschedulable"], true, "{n}");
@@ -420,13 +349,9 @@ async fn the_binary_acts_on_the_cluster_named_by_its_kubeconfig() {
     let (addr, fake) = FakeApiServer::start_http().await.unwrap();
     fake.insert(node(NODE, &format!("aws:///us-east-1b/{INSTANCE}")))
         .unwrap();
-    let dir = crate::support::TempDir::new();
-    let kubeconfig = dir.0.join("kubeconfig");
-    std::fs::write(&kubeconfig, fake_apiserver::kubeconfig(addr)).unwrap();
+    let (_dir, kubeconfig) = crate::support::kubeconfig_for(addr);
     let config = "sources:\n  - type: http_ingest\ncluster:\n  mode: kubernetes\n  leader_election:\n    enabled: false\n";
-    let router =
-        crate::support::Router::start(config, &[("KUBECONFIG", kubeconfig.display().to_string())])
-            .await;
+    let router = crate::support::Router::start(config, &[("KUBECONFIG", kubeconfig.clone())]).await;
     let http = reqwest::Client::new();
     let response = http
         .post(format!("{}/v1/ingest/aws", router.base))
@@ -483,16 +408,7 @@ async fn scheduled_maintenance_acts_when_its_window_opens() {
         serde_json::from_str(&fixture("gcp/upcoming-maintenance-pending.logentry.json")).unwrap();
     let opens = Timestamp::now() + jiff::SignedDuration::from_secs(3);
     v["protoPayload"]["metadata"]["windowStartTime"] = json!(opens.to_string());
-    let mut reports = Vec::new();
-    let outcome = router
-        .handle_body(
-            Provider::Gcp,
-            v.to_string().as_bytes(),
-            Timestamp::now(),
-            None,
-            &mut reports,
-        )
-        .await;
+    let outcome = handle(&router, Provider::Gcp, &v.to_string()).await;
     assert_eq!(outcome, Outcome::Handled);
     let n = fake.get("nodes", None, name).unwrap();
     assert_ne!(
@@ -588,16 +504,12 @@ async fn a_standby_does_not_act() {
     let (_leader, standby) = tokio::sync::watch::channel(false);
     let router = router(&fake, metrics).with_active(standby);
     let before = fake.resource_version();
-    let mut reports = Vec::new();
-    let outcome = router
-        .handle_body(
-            Provider::Aws,
-            spot_warning("itn-standby", Timestamp::now()).as_bytes(),
-            Timestamp::now(),
-            None,
-            &mut reports,
-        )
-        .await;
+    let outcome = handle(
+        &router,
+        Provider::Aws,
+        &spot_warning("itn-standby", Timestamp::now()),
+    )
+    .await;
     assert_eq!(outcome, Outcome::Retry);
     assert_eq!(fake.resource_version(), before);
 }
@@ -608,13 +520,9 @@ async fn the_api_request_rate_is_limited_as_configured() {
     let (addr, fake) = FakeApiServer::start_http().await.unwrap();
     fake.insert(node(NODE, &format!("aws:///us-east-1b/{INSTANCE}")))
         .unwrap();
-    let dir = crate::support::TempDir::new();
-    let kubeconfig = dir.0.join("kubeconfig");
-    std::fs::write(&kubeconfig, fake_apiserver::kubeconfig(addr)).unwrap();
+    let (_dir, kubeconfig) = crate::support::kubeconfig_for(addr);
     let config = "sources:\n  - type: http_ingest\ncluster:\n  mode: kubernetes\n  api_requests_per_second: 2\n  leader_election:\n    enabled: false\nsinks: []\n";
-    let router =
-        crate::support::Router::start(config, &[("KUBECONFIG", kubeconfig.display().to_string())])
-            .await;
+    let router = crate::support::Router::start(config, &[("KUBECONFIG", kubeconfig.clone())]).await;
     // Let the Node list and watch take their share of the budget first.
     tokio::time::sleep(Duration::from_secs(2)).await;
     fake.clear_requests();

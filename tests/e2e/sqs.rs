@@ -320,11 +320,9 @@ async fn a_drill_through_sqs_cordons_the_node_in_the_cluster() {
         "spec": {"providerID": "aws:///us-east-1b/i-0e2e00000000000c1"},
     }))
     .unwrap();
-    let dir = crate::support::TempDir::new();
-    let kubeconfig = dir.0.join("kubeconfig");
-    std::fs::write(&kubeconfig, fake_apiserver::kubeconfig(addr)).unwrap();
+    let (_dir, kubeconfig) = crate::support::kubeconfig_for(addr);
     let mut env = moto.env();
-    env.push(("KUBECONFIG", kubeconfig.display().to_string()));
+    env.push(("KUBECONFIG", kubeconfig.clone()));
     let config = format!(
         "sources:\n  - type: aws_sqs\n    queue_url: {}\n    wait_time_seconds: 1\ncluster:\n  mode: kubernetes\n  leader_election:\n    enabled: false\n",
         queue.url
@@ -374,11 +372,9 @@ async fn a_standby_leaves_the_queue_to_the_leader_and_stays_ready() {
         "spec": {"holderIdentity": "the-other-replica", "leaseDurationSeconds": 3600, "renewTime": renewed},
     }))
     .unwrap();
-    let dir = crate::support::TempDir::new();
-    let kubeconfig = dir.0.join("kubeconfig");
-    std::fs::write(&kubeconfig, fake_apiserver::kubeconfig(addr)).unwrap();
+    let (_dir, kubeconfig) = crate::support::kubeconfig_for(addr);
     let mut env = moto.env();
-    env.push(("KUBECONFIG", kubeconfig.display().to_string()));
+    env.push(("KUBECONFIG", kubeconfig.clone()));
     env.push(("POD_NAMESPACE", "default".into()));
     env.push(("POD_NAME", "this-replica".into()));
     let config = format!(

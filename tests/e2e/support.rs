@@ -409,3 +409,30 @@ impl Drop for Receiver {
         self.task.abort();
     }
 }
+
+/// A kubeconfig for the fake API server at `addr`, in a directory removed on drop.
+pub fn kubeconfig_for(addr: std::net::SocketAddr) -> (TempDir, String) {
+    let dir = TempDir::new();
+    let path = dir.0.join("kubeconfig");
+    std::fs::write(&path, fake_apiserver::kubeconfig(addr)).unwrap();
+    let path = path.display().to_string();
+    (dir, path)
+}
+
+/// Handles one body through `router` now, returning the outcome.
+pub async fn handle(
+    router: &eviction_router::router::Router,
+    provider: eviction_router::event::Provider,
+    body: &str,
+) -> eviction_router::ack::Outcome {
+    let mut reports = Vec::new();
+    router
+        .handle_body(
+            provider,
+            body.as_bytes(),
+            jiff::Timestamp::now(),
+            None,
+            &mut reports,
+        )
+        .await
+}
