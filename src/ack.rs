@@ -53,6 +53,8 @@ pub struct Delivery {
     pub received_at: Timestamp,
     /// The queue's own message id, for logs.
     pub message_id: Option<String>,
+    /// Which delivery of this message it is (1 the first time), when the queue says.
+    pub attempt: Option<u32>,
     reply: oneshot::Sender<Outcome>,
 }
 
@@ -75,10 +77,18 @@ impl Delivery {
                 body,
                 received_at,
                 message_id,
+                attempt: None,
                 reply,
             },
             Pending(rx),
         )
+    }
+
+    /// Records which delivery of the message this is (Service Bus `DeliveryCount`, Pub/Sub
+    /// `delivery_attempt`), so that the router's log shows redeliveries.
+    pub fn with_attempt(mut self, attempt: Option<u32>) -> Self {
+        self.attempt = attempt;
+        self
     }
 
     /// Settles the delivery. The source may have stopped waiting; that is not an error.

@@ -156,6 +156,31 @@ pub struct ServiceBusConfig {
     /// With `auth: sas`, the connection string (use `${VAR}`).
     #[serde(default)]
     pub connection_string: Option<String>,
+    /// Concurrent peek-lock receive loops (the REST protocol locks one message per request).
+    #[serde(default = "defaults::receivers")]
+    pub receivers: usize,
+    /// How long one receive request waits for a message before the queue answers 204.
+    #[serde(default = "defaults::servicebus_wait_seconds")]
+    pub wait_time_seconds: u64,
+    /// Sends every request to this base URL instead of `https://<namespace>.servicebus.windows.net`
+    /// (a private endpoint or a local test server); path and query are kept.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// With `auth: workload_identity`: the Entra application (client) id; by default
+    /// `AZURE_CLIENT_ID`, which the AKS workload identity webhook injects.
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// With `auth: workload_identity`: the tenant; by default `AZURE_TENANT_ID`.
+    #[serde(default)]
+    pub tenant_id: Option<String>,
+    /// With `auth: workload_identity`: the projected service account token; by default
+    /// `AZURE_FEDERATED_TOKEN_FILE`.
+    #[serde(default)]
+    pub token_file: Option<String>,
+    /// With `auth: workload_identity`: the Entra authority; by default `AZURE_AUTHORITY_HOST`, else
+    /// `https://login.microsoftonline.com/`.
+    #[serde(default)]
+    pub authority_host: Option<String>,
 }
 
 /// How the Service Bus source authenticates.
@@ -174,6 +199,21 @@ pub enum ServiceBusAuth {
 pub struct PubSubConfig {
     /// `projects/<project>/subscriptions/<subscription>`.
     pub subscription: String,
+    /// The Pub/Sub endpoint. By default `http://$PUBSUB_EMULATOR_HOST` when that variable is
+    /// set (with anonymous credentials), else Google's endpoint with Application Default
+    /// Credentials (GKE Workload Identity).
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// Flow control: messages leased to the router at once.
+    #[serde(default = "defaults::max_outstanding_messages")]
+    pub max_outstanding_messages: i64,
+    /// The longest a message's lease is extended while it is being handled.
+    #[serde(default = "defaults::max_lease_seconds")]
+    pub max_lease_seconds: u64,
+    /// How often the subscription is checked with a lightweight admin call; a failed check
+    /// marks the source not ready and, once it passes again, reopens the stream.
+    #[serde(default = "defaults::health_check_seconds")]
+    pub health_check_seconds: u64,
 }
 
 /// `type: http_ingest`.
@@ -185,8 +225,12 @@ pub struct HttpIngestConfig {}
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EventGridWebhookConfig {
-    /// The shared secret Event Grid presents (use `${VAR}`).
+    /// The shared secret Event Grid presents, as the `code` query parameter or the
+    /// `X-Eviction-Router-Secret` header (use `${VAR}`).
     pub secret: String,
+    /// Larger bodies are refused with 413.
+    #[serde(default = "defaults::max_body_bytes")]
+    pub max_body_bytes: usize,
 }
 
 /// `router:` — how deliveries are handled.
@@ -423,6 +467,24 @@ mod defaults {
     pub fn webhook_queue_capacity() -> usize {
         1000
     }
+    pub fn receivers() -> usize {
+        4
+    }
+    pub fn servicebus_wait_seconds() -> u64 {
+        30
+    }
+    pub fn max_outstanding_messages() -> i64 {
+        100
+    }
+    pub fn max_lease_seconds() -> u64 {
+        600
+    }
+    pub fn health_check_seconds() -> u64 {
+        10
+    }
+    pub fn max_body_bytes() -> usize {
+        1024 * 1024
+    }
 }
 
 impl Config {
@@ -487,19 +549,93 @@ impl Config {
                     }
                 }
                 SourceConfig::AzureServiceBus(sb) => {
-                    if sb.auth == ServiceBusAuth::Sas && sb.connection_string.is_none() {
+                    let is_name = |s: &str| {
+                        !s.is_empty()
+                            && s.chars()
+                                .all(|c| c.is_ascii_alphanumeric() || "-._~/$".contains(c))
+                    };
+                    if !is_name(&sb.namespace) || sb.namespace.contains('/') {
                         return Err(ConfigError::invalid(
-                            key("connection_string"),
-                            "is required with auth: sas",
+                            key("namespace"),
+                            "must be the namespace's short name, e.g. `my-namespace`",
                         ));
+                    }
+                    if !is_name(&sb.queue) {
+                        return Err(ConfigError::invalid(key("queue"), "must be a queue name"));
+                    }
+                    match (sb.auth, &sb.connection_string) {
+                        (ServiceBusAuth::Sas, None) => {
+                            return Err(ConfigError::invalid(
+                                key("connection_string"),
+                                "is required with auth: sas",
+                            ));
+                        }
+                        (ServiceBusAuth::Sas, Some(cs)) => {
+                            if let Err(why) = ConnectionString::parse(cs) {
+                                return Err(ConfigError::invalid(key("connection_string"), why));
+                            }
+                        }
+                        (ServiceBusAuth::WorkloadIdentity, _) => {}
+                    }
+                    if sb.receivers == 0 || sb.receivers > 64 {
+                        return Err(ConfigError::invalid(key("receivers"), "must be 1 to 64"));
+                    }
+                    if !(1..=230).contains(&sb.wait_time_seconds) {
+                        return Err(ConfigError::invalid(
+                            key("wait_time_seconds"),
+                            "must be 1 to 230",
+                        ));
+                    }
+                    for (k, url) in [
+                        ("endpoint", &sb.endpoint),
+                        ("authority_host", &sb.authority_host),
+                    ] {
+                        if let Some(url) = url
+                            && !url.starts_with("http://")
+                            && !url.starts_with("https://")
+                        {
+                            return Err(ConfigError::invalid(key(k), "must be an http(s) URL"));
+                        }
                     }
                 }
                 SourceConfig::GcpPubsub(ps) => {
                     let parts: Vec<&str> = ps.subscription.split('/').collect();
-                    if parts.len() != 4 || parts[0] != "projects" || parts[2] != "subscriptions" {
+                    if parts.len() != 4
+                        || parts[0] != "projects"
+                        || parts[2] != "subscriptions"
+                        || parts[1].is_empty()
+                        || parts[3].is_empty()
+                    {
                         return Err(ConfigError::invalid(
                             key("subscription"),
                             "must be projects/<project>/subscriptions/<subscription>",
+                        ));
+                    }
+                    if let Some(url) = &ps.endpoint
+                        && !url.starts_with("http://")
+                        && !url.starts_with("https://")
+                    {
+                        return Err(ConfigError::invalid(
+                            key("endpoint"),
+                            "must be an http(s) URL",
+                        ));
+                    }
+                    if !(1..=100_000).contains(&ps.max_outstanding_messages) {
+                        return Err(ConfigError::invalid(
+                            key("max_outstanding_messages"),
+                            "must be 1 to 100000",
+                        ));
+                    }
+                    if !(10..=86_400).contains(&ps.max_lease_seconds) {
+                        return Err(ConfigError::invalid(
+                            key("max_lease_seconds"),
+                            "must be 10 to 86400",
+                        ));
+                    }
+                    if !(1..=300).contains(&ps.health_check_seconds) {
+                        return Err(ConfigError::invalid(
+                            key("health_check_seconds"),
+                            "must be 1 to 300",
                         ));
                     }
                 }
@@ -509,6 +645,12 @@ impl Config {
                         return Err(ConfigError::invalid(
                             key("secret"),
                             "must be at least 16 characters",
+                        ));
+                    }
+                    if !(1024..=16 * 1024 * 1024).contains(&w.max_body_bytes) {
+                        return Err(ConfigError::invalid(
+                            key("max_body_bytes"),
+                            "must be 1024 to 16777216",
                         ));
                     }
                 }
@@ -618,3 +760,65 @@ fn expand_env(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<String
 
 #[cfg(test)]
 mod tests;
+
+/// The parts of a Service Bus connection string the SAS signer needs
+/// (`Endpoint=sb://<ns>.servicebus.windows.net/;SharedAccessKeyName=<name>;SharedAccessKey=<key>`,
+/// optionally `;EntityPath=<queue>`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct ConnectionString {
+    /// `Endpoint`.
+    pub endpoint: String,
+    /// `SharedAccessKeyName`.
+    pub key_name: String,
+    /// `SharedAccessKey`.
+    pub key: String,
+    /// `EntityPath`, when the key is scoped to one queue.
+    pub entity_path: Option<String>,
+}
+
+impl std::fmt::Debug for ConnectionString {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectionString")
+            .field("endpoint", &self.endpoint)
+            .field("key_name", &self.key_name)
+            .field("key", &"<redacted>")
+            .field("entity_path", &self.entity_path)
+            .finish()
+    }
+}
+
+impl ConnectionString {
+    /// Parses `Key=Value;...`; the error says what is missing, never the key itself.
+    pub fn parse(s: &str) -> Result<ConnectionString, &'static str> {
+        let (mut endpoint, mut key_name, mut key, mut entity_path) = (None, None, None, None);
+        for part in s.trim().split(';').filter(|p| !p.trim().is_empty()) {
+            let Some((k, v)) = part.split_once('=') else {
+                return Err("must be `Key=Value` pairs separated by `;`");
+            };
+            let v = v.trim().to_owned();
+            match k.trim() {
+                "Endpoint" => endpoint = Some(v),
+                "SharedAccessKeyName" => key_name = Some(v),
+                "SharedAccessKey" => key = Some(v),
+                "EntityPath" => entity_path = Some(v),
+                _ => {}
+            }
+        }
+        let endpoint = endpoint.ok_or("has no `Endpoint=`")?;
+        if !endpoint.starts_with("sb://") {
+            return Err("`Endpoint` must be an sb:// URL");
+        }
+        Ok(ConnectionString {
+            endpoint,
+            key_name: key_name.ok_or("has no `SharedAccessKeyName=`")?,
+            key: key.ok_or("has no `SharedAccessKey=`")?,
+            entity_path,
+        })
+    }
+
+    /// The namespace's short name, from `sb://<namespace>.servicebus.windows.net/`.
+    pub fn namespace(&self) -> Option<&str> {
+        let host = self.endpoint.strip_prefix("sb://")?.split('/').next()?;
+        host.split('.').next().filter(|n| !n.is_empty())
+    }
+}

@@ -267,8 +267,21 @@ impl Metrics {
     }
 
     /// A message was settled.
-    pub fn message_settled(&self, provider: Provider, outcome: Outcome, took: Duration) {
-        tracing::debug!(provider = %provider, outcome = outcome.as_str(), took_ms = took.as_secs_f64() * 1e3, "Settled a message.");
+    pub fn message_settled(
+        &self,
+        provider: Provider,
+        message_id: Option<&str>,
+        attempt: Option<u32>,
+        outcome: Outcome,
+        took: Duration,
+    ) {
+        let took_ms = took.as_secs_f64() * 1e3;
+        if attempt.is_some_and(|a| a > 1) || matches!(outcome, Outcome::Retry | Outcome::Poison) {
+            // Redeliveries and anything but success are what an operator looks for.
+            tracing::info!(provider = %provider, message_id, attempt, outcome = outcome.as_str(), took_ms, "Settled a message.");
+        } else {
+            tracing::debug!(provider = %provider, message_id, attempt, outcome = outcome.as_str(), took_ms, "Settled a message.");
+        }
         let labels = ProviderOutcome {
             provider: provider.as_str(),
             outcome: outcome.as_str(),

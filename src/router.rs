@@ -95,8 +95,13 @@ impl Router {
                 Outcome::Retry
             }
         };
-        self.metrics
-            .message_settled(provider, outcome, since(delivery.received_at));
+        self.metrics.message_settled(
+            provider,
+            delivery.message_id.as_deref(),
+            delivery.attempt,
+            outcome,
+            since(delivery.received_at),
+        );
         delivery.settle(outcome);
     }
 

@@ -26,6 +26,10 @@ pub enum ServiceError {
     /// A sink could not be set up.
     #[error(transparent)]
     Sink(#[from] SinkError),
+    /// The Pub/Sub source could not be set up.
+    #[cfg(feature = "gcp")]
+    #[error(transparent)]
+    PubSub(#[from] crate::sources::pubsub::PubSubError),
     /// A configured source is not available in this build.
     #[error("source type `{0}` is not available in this version of eviction-router")]
     SourceUnavailable(&'static str),
@@ -97,14 +101,22 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Serv
                     health.clone(),
                 )
                 .await;
-                let (tx, stop, mut leader) = (tx.clone(), shutdown.clone(), leader.clone());
-                sources.spawn(async move {
-                    // Queue sources receive only on the leader.
-                    tokio::select! {
-                        _ = stop.cancelled() => return,
-                        _ = leader.wait_for(|l| *l) => {}
-                    }
-                    source.run(tx, stop, grace).await
+                let tx = tx.clone();
+                spawn_on_leader(&mut sources, &leader, &shutdown, move |stop| {
+                    source.run(tx, stop, grace)
+                });
+            }
+            #[cfg(feature = "gcp")]
+            SourceConfig::GcpPubsub(pubsub) => {
+                let source = crate::sources::pubsub::PubSubSource::new(
+                    pubsub.clone(),
+                    metrics.clone(),
+                    health.clone(),
+                )
+                .await?;
+                let tx = tx.clone();
+                spawn_on_leader(&mut sources, &leader, &shutdown, move |stop| {
+                    source.run(tx, stop, grace)
                 });
             }
             other => return Err(ServiceError::SourceUnavailable(other.type_name())),
@@ -174,6 +186,26 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Serv
     }
     tracing::info!("eviction-router stopped.");
     Ok(())
+}
+
+/// Spawns a queue source that starts receiving once this replica leads (at once without leader
+/// election) and stops on `shutdown`.
+fn spawn_on_leader<F>(
+    sources: &mut JoinSet<()>,
+    leader: &tokio::sync::watch::Receiver<bool>,
+    shutdown: &CancellationToken,
+    run: impl FnOnce(CancellationToken) -> F + Send + 'static,
+) where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (stop, mut leader) = (shutdown.clone(), leader.clone());
+    sources.spawn(async move {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = leader.wait_for(|l| *l) => {}
+        }
+        run(stop).await
+    });
 }
 
 /// Publishes each replacement found as a `replacement_ready` event and observes its latency.

@@ -2,6 +2,8 @@
 //! mapping every [`Outcome`](crate::ack::Outcome) to its own acknowledgement call. The HTTP ingest
 //! source lives in [`crate::server`].
 
+#[cfg(feature = "gcp")]
+pub mod pubsub;
 #[cfg(feature = "aws")]
 pub mod sqs;
 
