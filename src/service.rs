@@ -30,6 +30,10 @@ pub enum ServiceError {
     #[cfg(feature = "gcp")]
     #[error(transparent)]
     PubSub(#[from] crate::sources::pubsub::PubSubError),
+    /// The Service Bus source could not be set up.
+    #[cfg(feature = "azure")]
+    #[error("cannot set up the Service Bus source: {0}")]
+    ServiceBus(#[from] crate::sources::servicebus::rest::SetupError),
     /// A configured source is not available in this build.
     #[error("source type `{0}` is not available in this version of eviction-router")]
     SourceUnavailable(&'static str),
@@ -114,6 +118,18 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Serv
                     health.clone(),
                 )
                 .await?;
+                let tx = tx.clone();
+                spawn_on_leader(&mut sources, &leader, &shutdown, move |stop| {
+                    source.run(tx, stop, grace)
+                });
+            }
+            #[cfg(feature = "azure")]
+            SourceConfig::AzureServiceBus(sb) => {
+                let source = crate::sources::servicebus::ServiceBusSource::new(
+                    sb.clone(),
+                    metrics.clone(),
+                    health.clone(),
+                )?;
                 let tx = tx.clone();
                 spawn_on_leader(&mut sources, &leader, &shutdown, move |stop| {
                     source.run(tx, stop, grace)

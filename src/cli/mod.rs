@@ -1,7 +1,7 @@
 //! The command line: what each subcommand takes, and the exit codes it promises.
 
 mod demo;
-#[cfg(feature = "aws")]
+#[cfg(any(feature = "aws", feature = "azure", feature = "gcp"))]
 mod inject;
 mod normalize;
 mod service;
@@ -95,29 +95,16 @@ pub enum Command {
         /// The YAML configuration.
         config: PathBuf,
     },
-    /// Fire drill: publish a realistic test event through EventBridge to prove rule → queue →
-    /// router → cluster.
+    /// Fire drill: send a realistic test event into the cloud's queue to prove
+    /// queue → router → cluster. The router treats it like the real signal and marks it
+    /// `details.drill = true`.
     ///
-    /// The event uses the source `eviction-router.drill` (AWS reserves `aws.*`) with the real
-    /// detail-type; the router treats it like the real one and marks it `details.drill = true`.
-    #[cfg(feature = "aws")]
-    Inject {
-        /// The cloud (only `aws` for now).
-        #[arg(long, short, value_parser = ["aws"])]
-        provider: String,
-        /// The EC2 instance the drill names.
-        #[arg(long)]
-        instance_id: String,
-        /// `interruption` or `rebalance_recommendation`.
-        #[arg(long, default_value = "interruption", value_parser = ["interruption", "rebalance_recommendation"])]
-        kind: String,
-        /// The EventBridge bus the rules are on.
-        #[arg(long, default_value = "default")]
-        event_bus: String,
-        /// The instance's availability zone, which lands in the ARN (and the providerID).
-        #[arg(long)]
-        zone: Option<String>,
-    },
+    /// AWS publishes through EventBridge under the source `eviction-router.drill` (AWS reserves
+    /// `aws.*`) with the real detail-type. Azure sends a scheduled event (Preempt or Reboot) into
+    /// the Service Bus queue, as Event Grid would. GCP publishes an audit LogEntry
+    /// (`compute.instances.preempted` or `upcomingMaintenance`) to the logging sink's topic.
+    #[cfg(any(feature = "aws", feature = "azure", feature = "gcp"))]
+    Inject(inject::InjectArgs),
 }
 
 fn parse_provider(s: &str) -> Result<Provider, String> {
@@ -135,13 +122,7 @@ pub fn run(cli: Cli) -> u8 {
         Command::Demo => demo::demo(),
         Command::Run { config, listen } => service::run(config.as_deref(), listen),
         Command::CheckConfig { config } => service::check_config(&config),
-        #[cfg(feature = "aws")]
-        Command::Inject {
-            provider: _,
-            instance_id,
-            kind,
-            event_bus,
-            zone,
-        } => inject::aws(&instance_id, &kind, &event_bus, zone.as_deref()),
+        #[cfg(any(feature = "aws", feature = "azure", feature = "gcp"))]
+        Command::Inject(args) => inject::inject(args),
     }
 }

@@ -16,6 +16,10 @@ use crate::event::{Event, Provider};
 /// The largest message body a normaliser accepts. SQS caps messages at 256 KiB and Event Grid
 /// events at 1 MiB; anything larger is not a cloud signal.
 pub const MAX_MESSAGE_BYTES: usize = 1024 * 1024;
+/// The marker of an `inject` fire drill: the EventBridge source (AWS), the Event Grid `topic` or
+/// CloudEvents `source` (Azure), the LogEntry label key set to `"true"` (GCP). Drill events are
+/// normalised like the real ones and carry `details.drill = true`.
+pub const DRILL: &str = "eviction-router.drill";
 
 /// What a message body normalised to.
 #[derive(Debug, Clone, Default, PartialEq)]

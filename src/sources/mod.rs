@@ -4,6 +4,8 @@
 
 #[cfg(feature = "gcp")]
 pub mod pubsub;
+#[cfg(feature = "azure")]
+pub mod servicebus;
 #[cfg(feature = "aws")]
 pub mod sqs;
 

@@ -71,27 +71,29 @@ pub enum Endpoint {
 impl Endpoint {
     /// The configured endpoint; else `PUBSUB_EMULATOR_HOST` (from `env`); else Google's.
     /// An `http://` endpoint is an emulator: no credentials are sent to it.
-    pub fn resolve(config: &PubSubConfig, env: impl Fn(&str) -> Option<String>) -> Endpoint {
+    pub fn resolve(configured: Option<&str>, env: impl Fn(&str) -> Option<String>) -> Endpoint {
         match (
-            &config.endpoint,
+            configured,
             env(EMULATOR_ENV).filter(|h| !h.trim().is_empty()),
         ) {
-            (Some(url), _) if url.starts_with("http://") => Endpoint::Emulator(url.clone()),
-            (Some(url), _) => Endpoint::Custom(url.clone()),
+            (Some(url), _) if url.starts_with("http://") => Endpoint::Emulator(url.to_owned()),
+            (Some(url), _) => Endpoint::Custom(url.to_owned()),
             (None, Some(host)) if host.contains("://") => Endpoint::Emulator(host),
             (None, Some(host)) => Endpoint::Emulator(format!("http://{}", host.trim())),
             (None, None) => Endpoint::Google,
         }
     }
 
-    fn url(&self) -> Option<&str> {
+    /// The URL to pass to a client builder, if not Google's default.
+    pub fn url(&self) -> Option<&str> {
         match self {
             Endpoint::Google => None,
             Endpoint::Custom(url) | Endpoint::Emulator(url) => Some(url),
         }
     }
 
-    fn credentials(&self) -> Option<Credentials> {
+    /// The credentials to pass to a client builder, if not Application Default Credentials.
+    pub fn credentials(&self) -> Option<Credentials> {
         match self {
             Endpoint::Emulator(_) => {
                 Some(google_cloud_auth::credentials::anonymous::Builder::new().build())
@@ -124,7 +126,7 @@ impl PubSubSource {
         metrics: Arc<Metrics>,
         health: Arc<Health>,
     ) -> Result<PubSubSource, PubSubError> {
-        let endpoint = Endpoint::resolve(&config, |k| std::env::var(k).ok());
+        let endpoint = Endpoint::resolve(config.endpoint.as_deref(), |k| std::env::var(k).ok());
         let err = |source| PubSubError::Client {
             endpoint: endpoint.to_string(),
             source,
@@ -345,34 +347,21 @@ fn google_cloud_gax_error(e: &google_cloud_pubsub::Error) -> String {
 mod tests {
     use super::*;
 
-    fn config(endpoint: Option<&str>) -> PubSubConfig {
-        PubSubConfig {
-            subscription: "projects/p/subscriptions/s".into(),
-            endpoint: endpoint.map(str::to_owned),
-            max_outstanding_messages: 100,
-            max_lease_seconds: 600,
-            health_check_seconds: 10,
-        }
-    }
-
     #[test]
     fn the_emulator_variable_is_honoured_unless_an_endpoint_is_configured() {
         let env = |host: &'static str| move |k: &str| (k == EMULATOR_ENV).then(|| host.to_owned());
         assert_eq!(
-            Endpoint::resolve(&config(None), env("127.0.0.1:8085")),
+            Endpoint::resolve(None, env("127.0.0.1:8085")),
             Endpoint::Emulator("http://127.0.0.1:8085".into())
         );
-        assert_eq!(Endpoint::resolve(&config(None), |_| None), Endpoint::Google);
+        assert_eq!(Endpoint::resolve(None, |_| None), Endpoint::Google);
+        assert_eq!(Endpoint::resolve(None, env("  ")), Endpoint::Google);
         assert_eq!(
-            Endpoint::resolve(&config(None), env("  ")),
-            Endpoint::Google
-        );
-        assert_eq!(
-            Endpoint::resolve(&config(Some("https://private.googleapis.com")), env("x:1")),
+            Endpoint::resolve(Some("https://private.googleapis.com"), env("x:1")),
             Endpoint::Custom("https://private.googleapis.com".into())
         );
         assert_eq!(
-            Endpoint::resolve(&config(Some("http://127.0.0.1:9")), |_| None),
+            Endpoint::resolve(Some("http://127.0.0.1:9"), |_| None),
             Endpoint::Emulator("http://127.0.0.1:9".into())
         );
         assert!(

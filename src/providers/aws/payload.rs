@@ -20,7 +20,7 @@ use crate::providers::wire::{
 use crate::providers::{IgnoreReason, ParseError, Parsed};
 
 /// The EventBridge source the `inject` fire drill publishes under (`aws.*` sources are reserved).
-pub const DRILL_SOURCE: &str = "eviction-router.drill";
+pub const DRILL_SOURCE: &str = crate::providers::DRILL;
 
 /// Notice AWS gives before a Spot (or interruptible Capacity Reservation) instance is reclaimed.
 pub const INTERRUPTION_NOTICE: SignedDuration = SignedDuration::from_secs(120);

@@ -45,6 +45,12 @@ struct GridEvent<'a> {
     ce_time: Option<Str<'a>>,
     #[serde(borrow)]
     subject: Option<Str<'a>>,
+    /// Event Grid schema: the publisher's topic.
+    #[serde(borrow, deserialize_with = "loose", default)]
+    topic: Option<Str<'a>>,
+    /// CloudEvents: the publisher.
+    #[serde(borrow, deserialize_with = "loose", default)]
+    source: Option<Str<'a>>,
     #[serde(borrow, deserialize_with = "loose_object", default)]
     data: Option<Data<'a>>,
 }
@@ -157,7 +163,20 @@ pub fn validation_code(bytes: &[u8]) -> Option<String> {
     owned(&event.data?.validation_code)
 }
 
-fn one(mut event: GridEvent<'_>) -> Result<Parsed, ParseError> {
+fn one(event: GridEvent<'_>) -> Result<Parsed, ParseError> {
+    let drill = [&event.topic, &event.source]
+        .iter()
+        .any(|f| f.as_deref() == Some(crate::providers::DRILL));
+    let mut parsed = by_type(event)?;
+    if drill {
+        for event in &mut parsed.events {
+            event.data.details.insert("drill".into(), Value::Bool(true));
+        }
+    }
+    Ok(parsed)
+}
+
+fn by_type(mut event: GridEvent<'_>) -> Result<Parsed, ParseError> {
     let ty = required(
         "eventType",
         event.event_type.take().or(event.ce_type.take()),

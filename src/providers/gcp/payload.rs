@@ -43,6 +43,20 @@ struct Entry<'a> {
     proto_payload: Option<AuditLog<'a>>,
     #[serde(borrow)]
     operation: Option<Operation<'a>>,
+    #[serde(borrow, deserialize_with = "wire::loose_object", default)]
+    labels: Option<EntryLabels<'a>>,
+}
+
+/// The LogEntry's own labels: only the drill marker is read.
+#[derive(Deserialize)]
+struct EntryLabels<'a> {
+    #[serde(
+        rename = "eviction-router.drill",
+        borrow,
+        deserialize_with = "wire::loose",
+        default
+    )]
+    drill: Option<Str<'a>>,
 }
 
 #[derive(Deserialize)]
@@ -207,6 +221,13 @@ fn log_entry(entry: Entry<'_>) -> Result<Parsed, ParseError> {
             let status_message = payload.status.and_then(|s| s.message);
             maintenance(&mut data, &mut details, payload.metadata, status_message)?;
         }
+    }
+    if entry
+        .labels
+        .and_then(|l| l.drill)
+        .is_some_and(|d| &*d == "true")
+    {
+        details.insert("drill".into(), Value::Bool(true));
     }
     data.details = details;
     Ok(Parsed::event(Event::new(id.into_owned(), data)))
