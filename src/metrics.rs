@@ -92,6 +92,7 @@ pub struct Metrics {
     sink_deliveries: Family<SinkOutcome, Counter>,
     source_errors: Family<ProviderStage, Counter>,
     source_backlog: Family<ProviderLabel, Gauge>,
+    webhook_requests: Family<OutcomeLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -121,6 +122,7 @@ impl Metrics {
             sink_deliveries: Family::default(),
             source_errors: Family::default(),
             source_backlog: Family::default(),
+            webhook_requests: Family::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -199,6 +201,11 @@ impl Metrics {
             "source_backlog_messages",
             "Approximate messages waiting in the source queue",
             m.source_backlog.clone(),
+        );
+        r.register(
+            "webhook_requests",
+            "Event Grid webhook requests, by outcome (handled, ignored, retry, poison, validated, unauthorized, too_large, busy)",
+            m.webhook_requests.clone(),
         );
         // Series operators alert on exist from the start at zero, so that `increase()` sees the
         // first event and dashboards show zero rather than no data.
@@ -358,6 +365,33 @@ impl Metrics {
                 provider: provider.as_str(),
                 stage,
             })
+            .inc();
+    }
+
+    /// The Event Grid webhook answered a request. Refusals are logged; accepted requests are
+    /// logged by the router as events.
+    pub fn webhook_request(&self, outcome: &'static str, status: u16, detail: &str) {
+        match outcome {
+            "unauthorized" | "too_large" | "busy" => {
+                tracing::warn!(
+                    outcome,
+                    status,
+                    detail,
+                    "Refused an Event Grid webhook request."
+                )
+            }
+            "validated" => {
+                tracing::info!(
+                    outcome,
+                    status,
+                    detail,
+                    "Answered the Event Grid subscription validation."
+                )
+            }
+            _ => tracing::debug!(outcome, status, "Answered an Event Grid webhook request."),
+        }
+        self.webhook_requests
+            .get_or_create(&OutcomeLabel { outcome })
             .inc();
     }
 

@@ -1,5 +1,6 @@
-//! The HTTP server: `/metrics`, `/healthz`, `/readyz`, and, when the `http_ingest` source is
-//! configured, `POST /v1/ingest/<provider>`.
+//! The HTTP server: `/metrics`, `/healthz`, `/readyz`, and, when their sources are configured,
+//! `POST /v1/ingest/<provider>` and the Event Grid webhook `/v1/eventgrid`
+//! ([`crate::sources::eventgrid`]).
 //!
 //! Ingest answers with the message's outcome: 200 for handled or ignored, 400 for a malformed
 //! body (poison), 413 over the size limit, 503 when it should be sent again (retry, or the router
@@ -10,7 +11,7 @@ use std::time::Instant;
 
 use axum::Router as Http;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{DefaultBodyLimit, FromRef, Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -22,6 +23,7 @@ use crate::event::Provider;
 use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::providers::MAX_MESSAGE_BYTES;
+use crate::sources::eventgrid::{self, EventGrid};
 
 /// What the handlers share.
 #[derive(Debug, Clone)]
@@ -32,6 +34,14 @@ pub struct AppState {
     pub health: Arc<Health>,
     /// Where ingested bodies go; `None` when `http_ingest` is not configured.
     pub ingest: Option<mpsc::Sender<Delivery>>,
+    /// The Event Grid webhook; `None` when `azure_event_grid_webhook` is not configured.
+    pub eventgrid: Option<EventGrid>,
+}
+
+impl FromRef<AppState> for Option<EventGrid> {
+    fn from_ref(state: &AppState) -> Self {
+        state.eventgrid.clone()
+    }
 }
 
 /// The routes.
@@ -41,6 +51,13 @@ pub fn app(state: AppState) -> Http {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/v1/ingest/{provider}", post(ingest))
+        // Its own body limit, checked after the secret.
+        .route(
+            "/v1/eventgrid",
+            post(eventgrid::post)
+                .options(eventgrid::options)
+                .layer(DefaultBodyLimit::disable()),
+        )
         .layer(DefaultBodyLimit::max(MAX_MESSAGE_BYTES))
         .with_state(state)
 }

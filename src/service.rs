@@ -92,11 +92,19 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Serv
     );
     let (tx, rx) = mpsc::channel(config.router.queue_capacity);
 
-    let mut sources = JoinSet::new();
+    let mut sources: JoinSet<()> = JoinSet::new();
     let mut ingest = None;
+    let mut eventgrid = None;
     for source in &config.sources {
         match source {
             SourceConfig::HttpIngest(_) => ingest = Some(tx.clone()),
+            SourceConfig::AzureEventGridWebhook(webhook) => {
+                eventgrid = Some(crate::sources::eventgrid::EventGrid::new(
+                    webhook,
+                    tx.clone(),
+                    metrics.clone(),
+                ));
+            }
             #[cfg(feature = "aws")]
             SourceConfig::AwsSqs(sqs) => {
                 let source = crate::sources::sqs::SqsSource::new(
@@ -135,6 +143,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Serv
                     source.run(tx, stop, grace)
                 });
             }
+            #[allow(unreachable_patterns, reason = "reachable when a cloud feature is off")]
             other => return Err(ServiceError::SourceUnavailable(other.type_name())),
         }
     }
@@ -166,6 +175,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Serv
         metrics: metrics.clone(),
         health,
         ingest,
+        eventgrid,
     });
     let server_stop = shutdown.clone();
     let server = tokio::spawn(async move {
@@ -206,6 +216,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Serv
 
 /// Spawns a queue source that starts receiving once this replica leads (at once without leader
 /// election) and stops on `shutdown`.
+#[cfg_attr(
+    not(any(feature = "aws", feature = "azure", feature = "gcp")),
+    allow(dead_code, reason = "only queue sources use it")
+)]
 fn spawn_on_leader<F>(
     sources: &mut JoinSet<()>,
     leader: &tokio::sync::watch::Receiver<bool>,

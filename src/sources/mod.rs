@@ -1,7 +1,8 @@
 //! Sources: each reads one cloud's queue and hands the router [`Delivery`](crate::ack::Delivery)s,
 //! mapping every [`Outcome`](crate::ack::Outcome) to its own acknowledgement call. The HTTP ingest
-//! source lives in [`crate::server`].
+//! source lives in [`crate::server`]; the Event Grid webhook ([`eventgrid`]) is served there too.
 
+pub mod eventgrid;
 #[cfg(feature = "gcp")]
 pub mod pubsub;
 #[cfg(feature = "azure")]
