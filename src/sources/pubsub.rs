@@ -10,9 +10,12 @@
 //! The crate extends each message's lease while the router holds it (up to `max_lease_seconds`)
 //! and applies flow control (`max_outstanding_messages`). It reports nothing when its endpoint
 //! is unreachable (it retries inside the stream), so a watchdog checks the subscription with a
-//! lightweight admin call: a failed check is logged, counted and marks the source not ready;
-//! once a check passes again the stream is reopened, so a stream stuck in a long backoff
-//! resumes at once.
+//! lightweight admin call: a failed check is logged, counted and marks the source not ready
+//! until one passes again. The stream reconnects by itself, with the crate's backoff (100 ms,
+//! growing fourfold to 60 s). Replacing it from outside was tried and is worse: a stream
+//! that reconnected just before being replaced takes the messages leased to it along, and
+//! they return only when their lease lapses. A permanent error (subscription missing,
+//! permission denied) closes the stream; a new client and stream follow after a backoff.
 //!
 //! The crate does not read `PUBSUB_EMULATOR_HOST`; this source does, like Google's other
 //! client libraries: `http://$PUBSUB_EMULATOR_HOST` with anonymous credentials.
@@ -25,7 +28,7 @@ use google_cloud_pubsub::client::{Subscriber, SubscriptionAdmin};
 use google_cloud_pubsub::subscriber::handler::Handler;
 use google_cloud_pubsub::subscriber::{MessageStream, ShutdownBehavior};
 use jiff::Timestamp;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -112,7 +115,7 @@ impl std::fmt::Display for Endpoint {
 /// A configured Pub/Sub source.
 #[derive(Debug, Clone)]
 pub struct PubSubSource {
-    subscriber: Subscriber,
+    endpoint: Endpoint,
     admin: SubscriptionAdmin,
     config: PubSubConfig,
     metrics: Arc<Metrics>,
@@ -131,21 +134,19 @@ impl PubSubSource {
             endpoint: endpoint.to_string(),
             source,
         };
-        let mut subscriber = Subscriber::builder();
         let mut admin = SubscriptionAdmin::builder();
         if let Some(url) = endpoint.url() {
-            subscriber = subscriber.with_endpoint(url);
             admin = admin.with_endpoint(url);
         }
         if let Some(credentials) = endpoint.credentials() {
-            subscriber = subscriber.with_credentials(credentials.clone());
             admin = admin.with_credentials(credentials);
         }
-        let subscriber = subscriber.build().await.map_err(err)?;
         let admin = admin.build().await.map_err(err)?;
+        // Fail now, not at the first receive, if the subscriber cannot be built.
+        subscriber(&endpoint).await.map_err(err)?;
         tracing::info!(subscription = %config.subscription, endpoint = %endpoint, "Pub/Sub source configured.");
         Ok(PubSubSource {
-            subscriber,
+            endpoint,
             admin,
             config,
             metrics,
@@ -153,13 +154,30 @@ impl PubSubSource {
         })
     }
 
-    fn stream(&self) -> MessageStream {
-        self.subscriber
-            .subscribe(self.config.subscription.clone())
-            .set_max_outstanding_messages(self.config.max_outstanding_messages)
-            .set_max_lease(Duration::from_secs(self.config.max_lease_seconds))
-            .set_shutdown_behavior(ShutdownBehavior::WaitForProcessing)
-            .build()
+    /// A new stream on a new client: a client whose connection broke may not recover by
+    /// itself, so each (re)connection starts from scratch.
+    async fn stream(&self) -> Option<MessageStream> {
+        match subscriber(&self.endpoint).await {
+            Ok(client) => Some(
+                client
+                    .subscribe(self.config.subscription.clone())
+                    .set_max_outstanding_messages(self.config.max_outstanding_messages)
+                    .set_max_lease(Duration::from_secs(self.config.max_lease_seconds))
+                    // A stream replaced after an outage may hold messages it received but never
+                    // handed out; waiting for processing would keep extending their leases
+                    // (up to max_lease) instead of letting the new stream have them. Nacking
+                    // them sends them back at once. Acks of messages the router settles before a
+                    // shutdown are still sent; one that settles after its stream was replaced is
+                    // redelivered and then ignored as a duplicate.
+                    .set_shutdown_behavior(ShutdownBehavior::NackImmediately)
+                    .build(),
+            ),
+            Err(e) => {
+                self.metrics.source_error(Provider::Gcp, "connect", &e);
+                self.health.failed(COMPONENT, &e);
+                None
+            }
+        }
     }
 
     /// Receives until `shutdown`, then waits up to `grace` for in-flight messages, nacks the
@@ -172,26 +190,33 @@ impl PubSubSource {
     ) {
         // Registered only when it starts receiving: a standby (not leading) stays ready.
         self.health.register(COMPONENT);
-        let reconnect = Arc::new(Notify::new());
-        let watchdog = tokio::spawn(self.clone().watchdog(reconnect.clone(), shutdown.clone()));
+        let watchdog = tokio::spawn(self.clone().watchdog(shutdown.clone()));
         let release = CancellationToken::new();
         let mut settling = JoinSet::new();
         let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
-        // Streams replaced by a reconnect stay alive until their messages are settled.
-        let mut retired = Vec::new();
-        let mut stream = self.stream();
+        // A replaced stream shuts down once the messages it handed out are settled, sending
+        // their acks and nacks; these tasks wait for that.
+        let mut retiring = JoinSet::new();
+        let retire = |retiring: &mut JoinSet<()>, stream: Option<MessageStream>| {
+            if let Some(stream) = stream {
+                let token = stream.shutdown_token();
+                retiring.spawn(async move {
+                    token.shutdown().await;
+                    drop(stream);
+                });
+            }
+        };
+        let mut stream = self.stream().await;
         'receive: loop {
-            let next = tokio::select! {
-                _ = shutdown.cancelled() => break,
-                _ = reconnect.notified() => {
-                    tracing::info!(subscription = %self.config.subscription, "Reopening the Pub/Sub stream.");
-                    retired.push(std::mem::replace(&mut stream, self.stream()));
-                    continue;
-                }
-                next = stream.next() => next,
+            let step = match stream.as_mut() {
+                None => Step::NoClient,
+                Some(current) => tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    next = current.next() => Step::Item(next),
+                },
             };
-            match next {
-                Some(Ok((message, handler))) => {
+            let failure = match step {
+                Step::Item(Some(Ok((message, handler)))) => {
                     backoff.reset();
                     self.health.ok(COMPONENT);
                     let attempt = handler
@@ -204,35 +229,31 @@ impl PubSubSource {
                         Some(message.message_id),
                     );
                     if tx.send(delivery.with_attempt(attempt)).await.is_err() {
-                        // The router is gone: the lease lapses and Pub/Sub redelivers.
+                        // The router is gone: Pub/Sub redelivers.
                         handler.nack();
                         break;
                     }
                     settling.spawn(settle(pending, handler, release.clone()));
                     while settling.try_join_next().is_some() {}
+                    while retiring.try_join_next().is_some() {}
+                    continue;
                 }
-                Some(Err(e)) => {
-                    // A permanent error (subscription missing, permission denied): the stream
-                    // is closed. Open a new one after a backoff.
-                    let e = google_cloud_gax_error(&e);
-                    self.metrics.source_error(Provider::Gcp, "stream", &e);
-                    self.health.failed(COMPONENT, &e);
-                    tokio::select! {
-                        _ = shutdown.cancelled() => break 'receive,
-                        _ = tokio::time::sleep(backoff.next_delay()) => {}
-                    }
-                    retired.push(std::mem::replace(&mut stream, self.stream()));
-                }
-                None => {
-                    self.metrics
-                        .source_error(Provider::Gcp, "stream", &"the stream ended");
-                    tokio::select! {
-                        _ = shutdown.cancelled() => break 'receive,
-                        _ = tokio::time::sleep(backoff.next_delay()) => {}
-                    }
-                    retired.push(std::mem::replace(&mut stream, self.stream()));
-                }
+                // A permanent error (subscription missing, permission denied) closes the
+                // stream; so does its end.
+                Step::Item(Some(Err(e))) => google_cloud_gax_error(&e),
+                Step::Item(None) => "the stream ended".to_owned(),
+                Step::NoClient => "no client".to_owned(),
+            };
+            if stream.is_some() {
+                self.metrics.source_error(Provider::Gcp, "stream", &failure);
+                self.health.failed(COMPONENT, &failure);
             }
+            tokio::select! {
+                _ = shutdown.cancelled() => break 'receive,
+                _ = tokio::time::sleep(backoff.next_delay()) => {}
+            }
+            retire(&mut retiring, stream.take());
+            stream = self.stream().await;
         }
         watchdog.abort();
         if tokio::time::timeout(grace, async {
@@ -248,23 +269,20 @@ impl PubSubSource {
             while settling.join_next().await.is_some() {}
         }
         // Send the pending acks and nacks before the process exits.
-        retired.push(stream);
-        for stream in retired {
-            let flushed = stream.shutdown_token();
-            if tokio::time::timeout(grace, flushed.shutdown())
-                .await
-                .is_err()
-            {
-                tracing::warn!(
-                    "Pub/Sub acknowledgements were not flushed within the grace period."
-                );
-            }
+        retire(&mut retiring, stream.take());
+        if tokio::time::timeout(grace, async {
+            while retiring.join_next().await.is_some() {}
+        })
+        .await
+        .is_err()
+        {
+            tracing::warn!("Pub/Sub acknowledgements were not flushed within the grace period.");
         }
     }
 
-    /// Checks the subscription every `health_check_seconds`; asks for a new stream when a check
-    /// passes after one failed.
-    async fn watchdog(self, reconnect: Arc<Notify>, shutdown: CancellationToken) {
+    /// Checks the subscription every `health_check_seconds`; a failure marks the source not
+    /// ready until a check passes.
+    async fn watchdog(self, shutdown: CancellationToken) {
         let every = Duration::from_secs(self.config.health_check_seconds);
         let mut failing = false;
         loop {
@@ -282,7 +300,6 @@ impl PubSubSource {
                     self.health.ok(COMPONENT);
                     if failing {
                         tracing::info!(subscription = %self.config.subscription, "Pub/Sub is reachable again.");
-                        reconnect.notify_one();
                     }
                     failing = false;
                 }
@@ -310,6 +327,14 @@ impl PubSubSource {
     }
 }
 
+/// What the receive loop does next.
+enum Step {
+    /// The stream yielded.
+    Item(Option<google_cloud_pubsub::Result<(google_cloud_pubsub::model::Message, Handler)>>),
+    /// No client could be built.
+    NoClient,
+}
+
 /// Waits for the outcome (the crate extends the lease meanwhile), then acks or nacks.
 async fn settle(pending: Pending, handler: Handler, release: CancellationToken) {
     let outcome = tokio::select! {
@@ -324,6 +349,20 @@ async fn settle(pending: Pending, handler: Handler, release: CancellationToken) 
     } else {
         handler.nack();
     }
+}
+
+/// A subscriber client for `endpoint`.
+async fn subscriber(
+    endpoint: &Endpoint,
+) -> Result<Subscriber, google_cloud_gax::client_builder::Error> {
+    let mut builder = Subscriber::builder();
+    if let Some(url) = endpoint.url() {
+        builder = builder.with_endpoint(url);
+    }
+    if let Some(credentials) = endpoint.credentials() {
+        builder = builder.with_credentials(credentials);
+    }
+    builder.build().await
 }
 
 /// The error with its status code and message, on one line.

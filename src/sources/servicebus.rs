@@ -138,12 +138,12 @@ impl ServiceBusSource {
                 Some(locked.message_id.clone()),
             );
             let delivery = delivery.with_attempt(Some(locked.delivery_count));
+            // The lock is renewed from now on, also while the delivery waits for room in the
+            // router. If the router is gone, the dropped delivery settles as retry: abandoned.
+            tasks.spawn(self.clone().settle(pending, locked, release.clone()));
             if tx.send(delivery).await.is_err() {
-                // The router is gone: give the message back now rather than at lock expiry.
-                self.settle_call("abandon", self.queue.abandon(&locked).await);
                 break;
             }
-            tasks.spawn(self.clone().settle(pending, locked, release.clone()));
             while tasks.try_join_next().is_some() {}
         }
         tasks

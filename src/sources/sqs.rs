@@ -172,11 +172,12 @@ impl SqsSource {
                     received_at,
                     message.message_id,
                 );
+                // Visibility is extended from now on, also while the delivery waits for room
+                // in the router. If the router is gone, the dropped delivery settles as retry.
+                tasks.spawn(self.clone().settle(pending, receipt, in_flight.clone()));
                 if tx.send(delivery).await.is_err() {
-                    // The router is gone: the message is released by its visibility timeout.
                     return tasks;
                 }
-                tasks.spawn(self.clone().settle(pending, receipt, in_flight.clone()));
             }
             while tasks.try_join_next().is_some() {}
         }

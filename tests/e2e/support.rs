@@ -202,6 +202,7 @@ async fn queue_arn(sqs: &aws_sdk_sqs::Client, url: &str) -> String {
 pub struct Router {
     child: Child,
     lines: mpsc::Receiver<String>,
+    logs: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     pub base: String,
     _dir: TempDir,
 }
@@ -229,15 +230,26 @@ impl Router {
             .arg("run")
             .args(args)
             .args(["--listen", &format!("127.0.0.1:{port}")])
-            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            // A test may set RUST_LOG in `env` to read the router's logs with `Router::logs`.
             .env(
                 "RUST_LOG",
                 std::env::var("E2E_ROUTER_LOG").unwrap_or_else(|_| "warn".into()),
             )
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap();
+        // The logs are kept for `Router::logs` and passed on to the test's stderr.
+        let stderr = child.stderr.take().unwrap();
+        let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let keep = logs.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("{line}");
+                keep.lock().unwrap().push(line);
+            }
+        });
         let stdout = child.stdout.take().unwrap();
         let (tx, lines) = mpsc::channel();
         std::thread::spawn(move || {
@@ -259,9 +271,21 @@ impl Router {
         Router {
             child,
             lines,
+            logs,
             base,
             _dir: dir,
         }
+    }
+
+    /// The log lines (stderr) so far.
+    pub fn logs(&self) -> Vec<String> {
+        self.logs.lock().unwrap().clone()
+    }
+
+    /// `/readyz`: its status and body.
+    pub async fn readyz(&self) -> (u16, String) {
+        let rsp = reqwest::get(format!("{}/readyz", self.base)).await.unwrap();
+        (rsp.status().as_u16(), rsp.text().await.unwrap())
     }
 
     /// The next stdout line as JSON, waiting at most `limit`.
