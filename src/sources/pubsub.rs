@@ -11,11 +11,13 @@
 //! and applies flow control (`max_outstanding_messages`). It reports nothing when its endpoint
 //! is unreachable (it retries inside the stream), so a watchdog checks the subscription with a
 //! lightweight admin call: a failed check is logged, counted and marks the source not ready
-//! until one passes again. The stream reconnects by itself, with the crate's backoff (100 ms,
-//! growing fourfold to 60 s). Replacing it from outside was tried and is worse: a stream
-//! that reconnected just before being replaced takes the messages leased to it along, and
-//! they return only when their lease lapses. A permanent error (subscription missing,
-//! permission denied) closes the stream; a new client and stream follow after a backoff.
+//! until one passes again. The crate's stream reconnects by itself, but with a backoff that
+//! grows to 60 s; so when a check passes after a failure the stream is replaced by a new one on
+//! a new client at once. The old stream is closed, its acks are sent and the messages it had
+//! not handed out are nacked. A message the service pushed into a connection that died comes
+//! back when its lease lapses (the crate's 60 s stream ack deadline). A permanent error
+//! (subscription missing, permission denied) closes the stream; a new client and stream follow
+//! after a backoff.
 //!
 //! The crate does not read `PUBSUB_EMULATOR_HOST`; this source does, like Google's other
 //! client libraries: `http://$PUBSUB_EMULATOR_HOST` with anonymous credentials.
@@ -28,7 +30,7 @@ use google_cloud_pubsub::client::{Subscriber, SubscriptionAdmin};
 use google_cloud_pubsub::subscriber::handler::Handler;
 use google_cloud_pubsub::subscriber::{MessageStream, ShutdownBehavior};
 use jiff::Timestamp;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -190,20 +192,22 @@ impl PubSubSource {
     ) {
         // Registered only when it starts receiving: a standby (not leading) stays ready.
         self.health.register(COMPONENT);
-        let watchdog = tokio::spawn(self.clone().watchdog(shutdown.clone()));
+        let reconnect = Arc::new(Notify::new());
+        let watchdog = tokio::spawn(self.clone().watchdog(reconnect.clone(), shutdown.clone()));
         let release = CancellationToken::new();
         let mut settling = JoinSet::new();
         let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
         // A replaced stream shuts down once the messages it handed out are settled, sending
         // their acks and nacks; these tasks wait for that.
         let mut retiring = JoinSet::new();
+        // The stream itself is dropped at once, which closes it: the server stops pushing into
+        // it. Its lease management runs on until the acks are sent and the messages it had not
+        // handed out are nacked.
         let retire = |retiring: &mut JoinSet<()>, stream: Option<MessageStream>| {
             if let Some(stream) = stream {
                 let token = stream.shutdown_token();
-                retiring.spawn(async move {
-                    token.shutdown().await;
-                    drop(stream);
-                });
+                drop(stream);
+                retiring.spawn(async move { token.shutdown().await });
             }
         };
         let mut stream = self.stream().await;
@@ -212,6 +216,7 @@ impl PubSubSource {
                 None => Step::NoClient,
                 Some(current) => tokio::select! {
                     _ = shutdown.cancelled() => break,
+                    _ = reconnect.notified() => Step::Reopen,
                     next = current.next() => Step::Item(next),
                 },
             };
@@ -243,6 +248,12 @@ impl PubSubSource {
                 Step::Item(Some(Err(e))) => google_cloud_gax_error(&e),
                 Step::Item(None) => "the stream ended".to_owned(),
                 Step::NoClient => "no client".to_owned(),
+                Step::Reopen => {
+                    tracing::info!(subscription = %self.config.subscription, "Reopening the Pub/Sub stream.");
+                    retire(&mut retiring, stream.take());
+                    stream = self.stream().await;
+                    continue;
+                }
             };
             if stream.is_some() {
                 self.metrics.source_error(Provider::Gcp, "stream", &failure);
@@ -281,8 +292,8 @@ impl PubSubSource {
     }
 
     /// Checks the subscription every `health_check_seconds`; a failure marks the source not
-    /// ready until a check passes.
-    async fn watchdog(self, shutdown: CancellationToken) {
+    /// ready until a check passes, which asks for a new stream.
+    async fn watchdog(self, reconnect: Arc<Notify>, shutdown: CancellationToken) {
         let every = Duration::from_secs(self.config.health_check_seconds);
         let mut failing = false;
         loop {
@@ -300,6 +311,7 @@ impl PubSubSource {
                     self.health.ok(COMPONENT);
                     if failing {
                         tracing::info!(subscription = %self.config.subscription, "Pub/Sub is reachable again.");
+                        reconnect.notify_one();
                     }
                     failing = false;
                 }
@@ -333,6 +345,8 @@ enum Step {
     Item(Option<google_cloud_pubsub::Result<(google_cloud_pubsub::model::Message, Handler)>>),
     /// No client could be built.
     NoClient,
+    /// The watchdog saw Pub/Sub come back after a failure.
+    Reopen,
 }
 
 /// Waits for the outcome (the crate extends the lease meanwhile), then acks or nacks.

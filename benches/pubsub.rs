@@ -1,0 +1,215 @@
+//! Latency harness for the GCP path: LogEntries published to a Pub/Sub emulator topic (as a
+//! logging sink does) → the real router binary's streaming pull → stdout, measuring
+//! - router-added latency: from the message leaving the stream (pulled) to its outcome, after
+//!   the event was written to stdout, as the router itself logs it per message;
+//! - end to end: from just before the publish request to the event line on stdout.
+//!
+//! Run: `cargo bench --bench pubsub` (needs the Pub/Sub emulator: the Debian package
+//! google-cloud-cli-pubsub-emulator, or `PUBSUB_EMULATOR_BIN`). `BENCH_EVENTS` (default 500)
+//! sets the events per run; 3 measured runs follow a warm-up. Everything listens on 127.0.0.1
+//! and every loop is bounded.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+
+const BIN: &str = env!("CARGO_BIN_EXE_eviction-router");
+const EMULATOR: &str =
+    "/usr/lib/google-cloud-sdk/platform/pubsub-emulator/bin/cloud-pubsub-emulator";
+
+struct Kill(Child);
+
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("a free port")
+        .local_addr()
+        .expect("an address")
+        .port()
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+async fn put(http: &reqwest::Client, url: &str, body: &str) -> reqwest::Response {
+    http.put(url)
+        .header("content-type", "application/json")
+        .body(body.to_owned())
+        .send()
+        .await
+        .expect("the emulator answers")
+}
+
+fn entry(insert_id: &str, instance: usize) -> String {
+    serde_json::json!({
+        "protoPayload": {
+            "@type": "type.googleapis.com/google.cloud.audit.AuditLog",
+            "status": {"message": "Instance was preempted."},
+            "serviceName": "compute.googleapis.com",
+            "methodName": "compute.instances.preempted",
+            "resourceName": format!("projects/bench/zones/europe-west1-b/instances/gke-spot-{instance}"),
+        },
+        "insertId": insert_id,
+        "resource": {"type": "gce_instance", "labels": {
+            "instance_id": format!("{}", 9_000_000_000_000u64 + instance as u64),
+            "project_id": "bench", "zone": "europe-west1-b"}},
+        "timestamp": jiff::Timestamp::now().to_string(),
+        "logName": "projects/bench/logs/cloudaudit.googleapis.com%2Fsystem_event",
+    })
+    .to_string()
+}
+
+#[tokio::main]
+async fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return; // `cargo bench -- --list` and `cargo test --benches` probe harness=false benches.
+    }
+    let n: usize = std::env::var("BENCH_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(500);
+    let port = free_port();
+    let bin = std::env::var("PUBSUB_EMULATOR_BIN").unwrap_or_else(|_| EMULATOR.into());
+    let _emulator = Kill(
+        Command::new(&bin)
+            .args(["--host=127.0.0.1", &format!("--port={port}")])
+            .env("JAVA_OPTS", "-Xms32m -Xmx384m -XX:+UseSerialGC")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect(
+                "the Pub/Sub emulator (google-cloud-cli-pubsub-emulator or PUBSUB_EMULATOR_BIN)",
+            ),
+    );
+    let base = format!("http://127.0.0.1:{port}/v1/projects/bench");
+    let http = reqwest::Client::new();
+    let mut up = false;
+    for _ in 0..240 {
+        if http.get(format!("{base}/topics")).send().await.is_ok() {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(up, "the emulator answers within 60 s");
+    put(&http, &format!("{base}/topics/events"), "{}").await;
+    put(
+        &http,
+        &format!("{base}/subscriptions/router"),
+        r#"{"topic": "projects/bench/topics/events", "ackDeadlineSeconds": 60}"#,
+    )
+    .await;
+
+    let dir = std::env::temp_dir().join(format!("er-bench-pubsub-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let config_path = dir.join("config.yaml");
+    std::fs::write(
+        &config_path,
+        "sources:\n  - type: gcp_pubsub\n    subscription: projects/bench/subscriptions/router\n\
+         cluster:\n  mode: dry_run\n  leader_election:\n    enabled: false\nlog:\n  format: json\n",
+    )
+    .expect("config");
+    let mut router = Command::new(BIN)
+        .args(["run", "--config", config_path.to_str().expect("utf-8 path")])
+        .args(["--listen", &format!("127.0.0.1:{}", free_port())])
+        .env("PUBSUB_EMULATOR_HOST", format!("127.0.0.1:{port}"))
+        .env("RUST_LOG", "warn,eviction_router::metrics=debug")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the router starts");
+    let (out_tx, out_rx) = mpsc::channel::<(Instant, String)>();
+    let stdout = router.stdout.take().expect("stdout");
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = out_tx.send((Instant::now(), line));
+        }
+    });
+    let (err_tx, err_rx) = mpsc::channel::<f64>();
+    let stderr = router.stderr.take().expect("stderr");
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+                && v["message"] == "Settled a message."
+                && let Some(ms) = v["took_ms"].as_f64()
+            {
+                let _ = err_tx.send(ms);
+            }
+        }
+    });
+    let _router = Kill(router);
+
+    println!(
+        "events per run: {n}; router: 1 stream, 100 outstanding, concurrency 64, dry run, stdout sink"
+    );
+    println!(
+        "run | router-added p50 / p99 (ms) | end-to-end p50 / p99 (ms) | throughput (events/s)"
+    );
+    for run in 0..4 {
+        let count = if run == 0 { 50 } else { n };
+        let mut published_at: HashMap<String, Instant> = HashMap::new();
+        let started = Instant::now();
+        for chunk in (0..count).collect::<Vec<_>>().chunks(10) {
+            let messages: Vec<serde_json::Value> = chunk
+                .iter()
+                .map(|i| {
+                    let id = format!("r{run}-{i}");
+                    serde_json::json!({"data": base64::engine::general_purpose::STANDARD.encode(entry(&id, *i))})
+                })
+                .collect();
+            let t = Instant::now();
+            let rsp = http
+                .post(format!("{base}/topics/events:publish"))
+                .header("content-type", "application/json")
+                .body(serde_json::json!({ "messages": messages }).to_string())
+                .send()
+                .await
+                .expect("publish");
+            assert!(rsp.status().is_success(), "publish: {}", rsp.status());
+            for i in chunk {
+                published_at.insert(format!("r{run}-{i}"), t);
+            }
+        }
+        let mut e2e = Vec::with_capacity(count);
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while e2e.len() < count && Instant::now() < deadline {
+            if let Ok((at, line)) = out_rx.recv_timeout(Duration::from_secs(1)) {
+                let v: serde_json::Value = serde_json::from_str(&line).expect("a JSON line");
+                if let Some(t) = v["id"].as_str().and_then(|id| published_at.get(id)) {
+                    e2e.push(at.duration_since(*t).as_secs_f64() * 1e3);
+                }
+            }
+        }
+        let elapsed = started.elapsed().as_secs_f64();
+        std::thread::sleep(Duration::from_millis(500));
+        let mut added: Vec<f64> = err_rx.try_iter().collect();
+        assert_eq!(e2e.len(), count, "not every event came out within 120 s");
+        if run == 0 {
+            continue;
+        }
+        e2e.sort_by(f64::total_cmp);
+        added.sort_by(f64::total_cmp);
+        println!(
+            "{run} | {:.2} / {:.2} | {:.1} / {:.1} | {:.0}",
+            percentile(&added, 0.5),
+            percentile(&added, 0.99),
+            percentile(&e2e, 0.5),
+            percentile(&e2e, 0.99),
+            count as f64 / elapsed
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
