@@ -174,7 +174,7 @@ resource "google_pubsub_subscription_iam_member" "router_subscriber" {
   member       = local.router_member
 }
 
-# The router's liveness check calls GetSubscription, which subscriber lacks.
+# The router's readiness check (its subscription watchdog) calls GetSubscription, which subscriber lacks.
 resource "google_pubsub_subscription_iam_member" "router_viewer" {
   project      = var.project_id
   subscription = google_pubsub_subscription.events.name

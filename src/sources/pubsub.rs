@@ -5,7 +5,7 @@
 //! |---|---|
 //! | handled, ignored | ack |
 //! | poison | ack (counted by the router); the subscription's dead-letter policy is the alternative |
-//! | retry | nack: Pub/Sub redelivers at once, `delivery_attempt` + 1 |
+//! | retry | nack: Pub/Sub redelivers (after the subscription's retry policy backoff, if it has one), `delivery_attempt` + 1 |
 //!
 //! The crate extends each message's lease while the router holds it (up to `max_lease_seconds`)
 //! and applies flow control (`max_outstanding_messages`). It reports nothing when its endpoint
@@ -15,7 +15,7 @@
 //! grows to 60 s; so when a check passes after a failure the stream is replaced by a new one on
 //! a new client at once. The old stream is closed, its acks are sent and the messages it had
 //! not handed out are nacked. A message the service pushed into a connection that died comes
-//! back when its lease lapses (the crate's 60 s stream ack deadline). A permanent error
+//! back when its lease lapses (the stream ack deadline, set to 10 s). A permanent error
 //! (subscription missing, permission denied) closes the stream; a new client and stream follow
 //! after a backoff.
 //!
@@ -45,6 +45,8 @@ use crate::metrics::Metrics;
 pub const COMPONENT: &str = "gcp_pubsub";
 /// The variable Google's client libraries read for the emulator's `host:port`.
 pub const EMULATOR_ENV: &str = "PUBSUB_EMULATOR_HOST";
+/// How far each lease extension reaches, and the stream's ack deadline (the crate's minimum).
+const LEASE_EXTENSION: Duration = Duration::from_secs(10);
 /// How long one health check may take before it counts as failed.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -165,6 +167,9 @@ impl PubSubSource {
                     .subscribe(self.config.subscription.clone())
                     .set_max_outstanding_messages(self.config.max_outstanding_messages)
                     .set_max_lease(Duration::from_secs(self.config.max_lease_seconds))
+                    // Also the stream's ack deadline (60 s by default): a message the service
+                    // pushed into a connection that died comes back after this, not a minute.
+                    .set_max_lease_extension(LEASE_EXTENSION)
                     // A stream replaced after an outage may hold messages it received but never
                     // handed out; waiting for processing would keep extending their leases
                     // (up to max_lease) instead of letting the new stream have them. Nacking
