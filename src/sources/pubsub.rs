@@ -344,7 +344,8 @@ impl PubSubSource {
     }
 }
 
-/// What the receive loop does next.
+/// What the receive loop does next. Short-lived, one at a time: its size does not matter.
+#[allow(clippy::large_enum_variant)]
 enum Step {
     /// The stream yielded.
     Item(Option<google_cloud_pubsub::Result<(google_cloud_pubsub::model::Message, Handler)>>),
