@@ -8,36 +8,13 @@
 //! the events per run; 3 measured runs follow a warm-up. Everything listens on 127.0.0.1 and every
 //! loop is bounded.
 
+mod common;
+
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_eviction-router");
-
-struct Kill(Child);
-
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("a free port")
-        .local_addr()
-        .expect("an address")
-        .port()
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
+use common::{Kill, Router, free_port};
 
 #[tokio::main]
 async fn main() {
@@ -118,38 +95,15 @@ async fn main() {
         ),
     )
     .expect("config");
-    let mut router = Command::new(BIN)
-        .args(["run", "--config", config_path.to_str().expect("utf-8 path")])
-        .args(["--listen", &format!("127.0.0.1:{}", free_port())])
-        .env("AWS_ENDPOINT_URL", &endpoint)
-        .env("AWS_ACCESS_KEY_ID", "b")
-        .env("AWS_SECRET_ACCESS_KEY", "b")
-        .env("AWS_REGION", "us-east-1")
-        .env("RUST_LOG", "warn,eviction_router::metrics=debug")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the router starts");
-    let (out_tx, out_rx) = mpsc::channel::<(Instant, String)>();
-    let stdout = router.stdout.take().expect("stdout");
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = out_tx.send((Instant::now(), line));
-        }
-    });
-    let (err_tx, err_rx) = mpsc::channel::<f64>();
-    let stderr = router.stderr.take().expect("stderr");
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
-                && v["message"] == "Settled a message."
-                && let Some(ms) = v["took_ms"].as_f64()
-            {
-                let _ = err_tx.send(ms);
-            }
-        }
-    });
-    let _router = Kill(router);
+    let router = Router::start(
+        &config_path,
+        &[
+            ("AWS_ENDPOINT_URL", endpoint.clone()),
+            ("AWS_ACCESS_KEY_ID", "b".into()),
+            ("AWS_SECRET_ACCESS_KEY", "b".into()),
+            ("AWS_REGION", "us-east-1".into()),
+        ],
+    );
 
     println!("events per run: {n}; router: 4 pollers, concurrency 64, dry run, stdout sink");
     println!(
@@ -186,31 +140,14 @@ async fn main() {
             }
         }
         let put_phase = started.elapsed().as_secs_f64();
-        let mut e2e = Vec::with_capacity(count);
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while e2e.len() < count && Instant::now() < deadline {
-            if let Ok((at, line)) = out_rx.recv_timeout(Duration::from_secs(1)) {
-                let v: serde_json::Value = serde_json::from_str(&line).expect("a JSON line");
-                if let Some(t) = v["id"].as_str().and_then(|id| put_at.get(id)) {
-                    e2e.push(at.duration_since(*t).as_secs_f64() * 1e3);
-                }
-            }
-        }
-        let elapsed = started.elapsed().as_secs_f64();
-        std::thread::sleep(Duration::from_millis(500));
-        let mut added: Vec<f64> = err_rx.try_iter().collect();
-        assert_eq!(e2e.len(), count, "not every event came out within 120 s");
+        let (e2e, added, done) = router.measure(&put_at);
+        let elapsed = done.duration_since(started).as_secs_f64();
         if run == 0 {
             continue;
         }
-        e2e.sort_by(f64::total_cmp);
-        added.sort_by(f64::total_cmp);
         println!(
-            "{run} | {:.2} / {:.2} | {:.1} / {:.1} | {:.0} | {put_phase:.1} of {elapsed:.1}",
-            percentile(&added, 0.5),
-            percentile(&added, 0.99),
-            percentile(&e2e, 0.5),
-            percentile(&e2e, 0.99),
+            "{run} | {} | {:.0} | {put_phase:.1} of {elapsed:.1}",
+            common::row(&added, &e2e),
             count as f64 / elapsed
         );
     }

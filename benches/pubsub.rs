@@ -11,40 +11,17 @@
 //! includes waiting for a handler); `BENCH_PACE_MS=N` publishes them one by one, N ms apart
 //! (per-message latency). Everything listens on 127.0.0.1 and every loop is bounded.
 
+mod common;
+
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
+use common::{Kill, Router, free_port};
 
-const BIN: &str = env!("CARGO_BIN_EXE_eviction-router");
 const EMULATOR: &str =
     "/usr/lib/google-cloud-sdk/platform/pubsub-emulator/bin/cloud-pubsub-emulator";
-
-struct Kill(Child);
-
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("a free port")
-        .local_addr()
-        .expect("an address")
-        .port()
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
 
 async fn put(http: &reqwest::Client, url: &str, body: &str) -> reqwest::Response {
     http.put(url)
@@ -129,35 +106,10 @@ async fn main() {
          cluster:\n  mode: dry_run\n  leader_election:\n    enabled: false\nlog:\n  format: json\n",
     )
     .expect("config");
-    let mut router = Command::new(BIN)
-        .args(["run", "--config", config_path.to_str().expect("utf-8 path")])
-        .args(["--listen", &format!("127.0.0.1:{}", free_port())])
-        .env("PUBSUB_EMULATOR_HOST", format!("127.0.0.1:{port}"))
-        .env("RUST_LOG", "warn,eviction_router::metrics=debug")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the router starts");
-    let (out_tx, out_rx) = mpsc::channel::<(Instant, String)>();
-    let stdout = router.stdout.take().expect("stdout");
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = out_tx.send((Instant::now(), line));
-        }
-    });
-    let (err_tx, err_rx) = mpsc::channel::<f64>();
-    let stderr = router.stderr.take().expect("stderr");
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
-                && v["message"] == "Settled a message."
-                && let Some(ms) = v["took_ms"].as_f64()
-            {
-                let _ = err_tx.send(ms);
-            }
-        }
-    });
-    let _router = Kill(router);
+    let router = Router::start(
+        &config_path,
+        &[("PUBSUB_EMULATOR_HOST", format!("127.0.0.1:{port}"))],
+    );
 
     println!(
         "events per run: {n}, {}; router: 1 stream, 100 outstanding, concurrency 64, dry run, stdout sink",
@@ -198,31 +150,14 @@ async fn main() {
                 published_at.insert(format!("r{run}-{i}"), t);
             }
         }
-        let mut e2e = Vec::with_capacity(count);
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while e2e.len() < count && Instant::now() < deadline {
-            if let Ok((at, line)) = out_rx.recv_timeout(Duration::from_secs(1)) {
-                let v: serde_json::Value = serde_json::from_str(&line).expect("a JSON line");
-                if let Some(t) = v["id"].as_str().and_then(|id| published_at.get(id)) {
-                    e2e.push(at.duration_since(*t).as_secs_f64() * 1e3);
-                }
-            }
-        }
-        let elapsed = started.elapsed().as_secs_f64();
-        std::thread::sleep(Duration::from_millis(500));
-        let mut added: Vec<f64> = err_rx.try_iter().collect();
-        assert_eq!(e2e.len(), count, "not every event came out within 120 s");
+        let (e2e, added, done) = router.measure(&published_at);
+        let elapsed = done.duration_since(started).as_secs_f64();
         if run == 0 {
             continue;
         }
-        e2e.sort_by(f64::total_cmp);
-        added.sort_by(f64::total_cmp);
         println!(
-            "{run} | {:.2} / {:.2} | {:.1} / {:.1} | {:.0}",
-            percentile(&added, 0.5),
-            percentile(&added, 0.99),
-            percentile(&e2e, 0.5),
-            percentile(&e2e, 0.99),
+            "{run} | {} | {:.0}",
+            common::row(&added, &e2e),
             count as f64 / elapsed
         );
     }
