@@ -99,102 +99,70 @@ impl Emulator {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
+    /// Sends `body` to the emulator's REST API and returns its JSON answer; anything but
+    /// success fails the test.
+    async fn call(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
+        let r = self
+            .http
+            .request(method, self.url(path))
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        let text = r.text().await.unwrap();
+        assert!(status.is_success(), "{path}: {status} {text}");
+        serde_json::from_str(&text).unwrap_or(Value::Null)
+    }
+
     /// Creates `topic`, a dead-letter topic, and `subscription` on `topic` whose dead-letter
     /// policy moves a message after `max_attempts` deliveries (which also makes Pub/Sub count
     /// `delivery_attempt`). Returns the subscription's full name.
     pub async fn create(&self, topic: &str, subscription: &str, max_attempts: u32) -> String {
         for t in [topic.to_owned(), format!("{topic}-dead")] {
-            let r = self
-                .http
-                .put(self.url(&format!("/v1/projects/{PROJECT}/topics/{t}")))
-                .send()
-                .await
-                .unwrap();
-            assert!(r.status().is_success(), "create topic {t}: {}", r.status());
+            let path = format!("/v1/projects/{PROJECT}/topics/{t}");
+            self.call(reqwest::Method::PUT, &path, json!({})).await;
         }
         let name = format!("projects/{PROJECT}/subscriptions/{subscription}");
-        let r = self
-            .http
-            .put(self.url(&format!("/v1/{name}")))
-            .header("content-type", "application/json")
-            .body(
-                json!({
-                    "topic": format!("projects/{PROJECT}/topics/{topic}"),
-                    "ackDeadlineSeconds": 10,
-                    "deadLetterPolicy": {
-                        "deadLetterTopic": format!("projects/{PROJECT}/topics/{topic}-dead"),
-                        "maxDeliveryAttempts": max_attempts,
-                    },
-                })
-                .to_string(),
-            )
-            .send()
-            .await
-            .unwrap();
-        assert!(
-            r.status().is_success(),
-            "create subscription: {}",
-            r.status()
-        );
+        let body = json!({
+            "topic": format!("projects/{PROJECT}/topics/{topic}"),
+            "ackDeadlineSeconds": 10,
+            "deadLetterPolicy": {
+                "deadLetterTopic": format!("projects/{PROJECT}/topics/{topic}-dead"),
+                "maxDeliveryAttempts": max_attempts,
+            },
+        });
+        self.call(reqwest::Method::PUT, &format!("/v1/{name}"), body)
+            .await;
         name
     }
 
     /// A plain subscription on an existing topic.
     pub async fn subscribe(&self, topic: &str, subscription: &str) -> String {
         let name = format!("projects/{PROJECT}/subscriptions/{subscription}");
-        let r = self
-            .http
-            .put(self.url(&format!("/v1/{name}")))
-            .header("content-type", "application/json")
-            .body(json!({"topic": format!("projects/{PROJECT}/topics/{topic}")}).to_string())
-            .send()
-            .await
-            .unwrap();
-        assert!(
-            r.status().is_success(),
-            "create subscription: {}",
-            r.status()
-        );
+        let body = json!({"topic": format!("projects/{PROJECT}/topics/{topic}")});
+        self.call(reqwest::Method::PUT, &format!("/v1/{name}"), body)
+            .await;
         name
     }
 
     /// Publishes `data` to `topic` as a logging sink does (the LogEntry JSON as message data).
     pub async fn publish(&self, topic: &str, data: &str) -> String {
-        let r: Value = self
-            .http
-            .post(self.url(&format!("/v1/projects/{PROJECT}/topics/{topic}:publish")))
-            .header("content-type", "application/json")
-            .body(
-                json!({"messages": [{
-                    "data": base64::engine::general_purpose::STANDARD.encode(data),
-                    "attributes": {"logging.googleapis.com/timestamp": "2026-11-23T10:00:00Z"},
-                }]})
-                .to_string(),
-            )
-            .send()
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .map(|b| serde_json::from_slice(&b).unwrap())
-            .unwrap();
+        let body = json!({"messages": [{
+            "data": base64::engine::general_purpose::STANDARD.encode(data),
+            "attributes": {"logging.googleapis.com/timestamp": "2026-11-23T10:00:00Z"},
+        }]});
+        let path = format!("/v1/projects/{PROJECT}/topics/{topic}:publish");
+        let r = self.call(reqwest::Method::POST, &path, body).await;
         r["messageIds"][0].as_str().unwrap().to_owned()
     }
 
     /// Pulls what is available on `subscription` now (without acking).
     pub async fn pull(&self, subscription: &str) -> Vec<Value> {
-        let r: Value = self
-            .http
-            .post(self.url(&format!("/v1/{subscription}:pull")))
-            .header("content-type", "application/json")
-            .body(json!({"maxMessages": 10, "returnImmediately": true}).to_string())
-            .send()
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .map(|b| serde_json::from_slice(&b).unwrap())
-            .unwrap();
+        let body = json!({"maxMessages": 10, "returnImmediately": true});
+        let path = format!("/v1/{subscription}:pull");
+        let r = self.call(reqwest::Method::POST, &path, body).await;
         r["receivedMessages"]
             .as_array()
             .cloned()
