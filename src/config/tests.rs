@@ -85,6 +85,38 @@ fn out_of_range_values_name_their_key() {
             "sources:\n  - type: azure_service_bus\n    namespace: n\n    queue: q\n    auth: sas\n",
             "sources[0].connection_string",
         ),
+        (
+            "sources:\n  - type: azure_service_bus\n    namespace: n\n    queue: q\n    auth: sas\n    connection_string: \"Endpoint=sb://n.servicebus.windows.net/;SharedAccessKeyName=k\"\n",
+            "sources[0].connection_string",
+        ),
+        (
+            "sources:\n  - type: azure_service_bus\n    namespace: n.servicebus.windows.net/x\n    queue: q\n    auth: workload_identity\n",
+            "sources[0].namespace",
+        ),
+        (
+            "sources:\n  - type: azure_service_bus\n    namespace: n\n    queue: q\n    auth: workload_identity\n    receivers: 0\n",
+            "sources[0].receivers",
+        ),
+        (
+            "sources:\n  - type: azure_service_bus\n    namespace: n\n    queue: q\n    auth: workload_identity\n    endpoint: 127.0.0.1:1\n",
+            "sources[0].endpoint",
+        ),
+        (
+            "sources:\n  - type: gcp_pubsub\n    subscription: projects/p/subscriptions/s\n    max_outstanding_messages: 0\n",
+            "sources[0].max_outstanding_messages",
+        ),
+        (
+            "sources:\n  - type: gcp_pubsub\n    subscription: projects//subscriptions/s\n",
+            "sources[0].subscription",
+        ),
+        (
+            "sources:\n  - type: gcp_pubsub\n    subscription: projects/p/subscriptions/s\n    health_check_seconds: 0\n",
+            "sources[0].health_check_seconds",
+        ),
+        (
+            "sources:\n  - type: azure_event_grid_webhook\n    secret: 0123456789abcdef\n    max_body_bytes: 10\n",
+            "sources[0].max_body_bytes",
+        ),
     ];
     for (text, key) in cases {
         let err = parse(text).unwrap_err();
@@ -144,4 +176,26 @@ fn actions_can_be_switched_per_kind_and_need_all_four_switches() {
     )
     .unwrap_err();
     assert!(err.to_string().contains("taint"), "{err}");
+}
+
+#[test]
+fn a_connection_string_gives_its_parts_and_never_prints_its_key() {
+    let cs = ConnectionString::parse(
+        "Endpoint=sb://ns-1.servicebus.windows.net/;SharedAccessKeyName=router;SharedAccessKey=c2VjcmV0=;EntityPath=events",
+    )
+    .unwrap();
+    assert_eq!(cs.namespace(), Some("ns-1"));
+    assert_eq!(cs.key_name, "router");
+    assert_eq!(cs.key, "c2VjcmV0=", "a key may itself contain `=`");
+    assert_eq!(cs.entity_path.as_deref(), Some("events"));
+    assert!(!format!("{cs:?}").contains("c2VjcmV0"));
+    assert_eq!(
+        ConnectionString::parse("SharedAccessKeyName=k;SharedAccessKey=v"),
+        Err("has no `Endpoint=`")
+    );
+    assert_eq!(
+        ConnectionString::parse("Endpoint=https://x/;SharedAccessKeyName=k;SharedAccessKey=v"),
+        Err("`Endpoint` must be an sb:// URL")
+    );
+    assert!(ConnectionString::parse("garbage").is_err());
 }
