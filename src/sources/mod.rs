@@ -12,6 +12,46 @@ pub mod sqs;
 
 use std::time::Duration;
 
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// Shutdown of a queue source whose receive loops each return the settle tasks of the messages
+/// they still hold: waits up to `grace` for those to settle, then cancels `release` (each task
+/// gives its message back to the queue) and waits for that.
+pub async fn settle_in_flight(
+    mut loops: JoinSet<JoinSet<()>>,
+    grace: Duration,
+    release: &CancellationToken,
+    queue: &'static str,
+) {
+    let mut settling = JoinSet::new();
+    while let Some(done) = loops.join_next().await {
+        if let Ok(mut tasks) = done {
+            settling.spawn(async move { while tasks.join_next().await.is_some() {} });
+        }
+    }
+    settle_within(settling, grace, release, queue).await;
+}
+
+/// Waits up to `grace` for `settling`, then cancels `release` and waits for the rest.
+pub async fn settle_within(
+    mut settling: JoinSet<()>,
+    grace: Duration,
+    release: &CancellationToken,
+    queue: &'static str,
+) {
+    let all = async { while settling.join_next().await.is_some() {} };
+    if tokio::time::timeout(grace, all).await.is_err() {
+        tracing::warn!(
+            queue,
+            grace_s = grace.as_secs(),
+            "In-flight messages did not finish within the grace period; giving them back to the queue."
+        );
+        release.cancel();
+        while settling.join_next().await.is_some() {}
+    }
+}
+
 /// Exponential backoff with jitter for a source that cannot reach its queue: each failure
 /// doubles the delay up to `max`; the delay is drawn from its upper half so that replicas do not
 /// retry in step.

@@ -272,18 +272,7 @@ impl PubSubSource {
             stream = self.stream().await;
         }
         watchdog.abort();
-        if tokio::time::timeout(grace, async {
-            while settling.join_next().await.is_some() {}
-        })
-        .await
-        .is_err()
-        {
-            tracing::warn!(
-                "In-flight Pub/Sub messages did not finish within the grace period; nacking them."
-            );
-            release.cancel();
-            while settling.join_next().await.is_some() {}
-        }
+        super::settle_within(settling, grace, &release, "Pub/Sub").await;
         // Send the pending acks and nacks before the process exits.
         retire(&mut retiring, stream.take());
         if tokio::time::timeout(grace, async {

@@ -81,24 +81,7 @@ impl ServiceBusSource {
             ));
         }
         drop(tx);
-        let mut settling = JoinSet::new();
-        while let Some(done) = receivers.join_next().await {
-            if let Ok(mut tasks) = done {
-                settling.spawn(async move { while tasks.join_next().await.is_some() {} });
-            }
-        }
-        if tokio::time::timeout(grace, async {
-            while settling.join_next().await.is_some() {}
-        })
-        .await
-        .is_err()
-        {
-            tracing::warn!(
-                "In-flight Service Bus messages did not finish within the grace period; abandoning them."
-            );
-            release.cancel();
-            while settling.join_next().await.is_some() {}
-        }
+        super::settle_in_flight(receivers, grace, &release, "Service Bus").await;
     }
 
     async fn receive_loop(

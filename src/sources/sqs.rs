@@ -98,27 +98,7 @@ impl SqsSource {
         drop(tx);
         drop(delete_tx);
         // Every poller returns its in-flight settle tasks once it stops receiving.
-        let mut settling = JoinSet::new();
-        while let Some(done) = pollers.join_next().await {
-            if let Ok(mut tasks) = done {
-                while let Some(task) = tasks.try_join_next() {
-                    drop(task);
-                }
-                settling.spawn(async move { while tasks.join_next().await.is_some() {} });
-            }
-        }
-        if tokio::time::timeout(grace, async {
-            while settling.join_next().await.is_some() {}
-        })
-        .await
-        .is_err()
-        {
-            tracing::warn!(
-                "In-flight SQS messages did not finish within the grace period; releasing them."
-            );
-            release.cancel();
-            while settling.join_next().await.is_some() {}
-        }
+        super::settle_in_flight(pollers, grace, &release, "SQS").await;
         backlog.abort();
         let _ = deleter.await;
     }
