@@ -122,6 +122,30 @@ impl ApiError {
         .with_details(Self::resource_details(def, name))
     }
 
+    /// A 403 for any group/resource, as the authorizer answers: also for resources the fake does
+    /// not serve, and (`resource` empty) for non-resource paths.
+    // apiserver: shapes of errors.NewForbidden (k8s.io/apimachinery/pkg/api/errors/errors.go):
+    // "forbidden: …" without a resource, "{resource[.group]} is forbidden: …" without a name.
+    pub(crate) fn forbidden_resource(group: &str, resource: &str, name: &str, why: &str) -> Self {
+        let qualified = if group.is_empty() {
+            resource.to_string()
+        } else {
+            format!("{resource}.{group}")
+        };
+        let message = match (resource.is_empty() && group.is_empty(), name.is_empty()) {
+            (true, _) => format!("forbidden: {why}"),
+            (false, true) => format!("{qualified} is forbidden: {why}"),
+            (false, false) => format!("{qualified} \"{name}\" is forbidden: {why}"),
+        };
+        let mut details = json!({});
+        for (key, value) in [("name", name), ("group", group), ("kind", resource)] {
+            if !value.is_empty() {
+                details[key] = json!(value);
+            }
+        }
+        Self::new(403, "Forbidden", message).with_details(details)
+    }
+
     pub(crate) fn invalid(def: &ResourceDef, name: &str, why: &str) -> Self {
         let kind = if def.group.is_empty() {
             def.kind.to_string()

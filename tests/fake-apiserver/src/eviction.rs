@@ -2,6 +2,7 @@
 //! (pkg/registry/core/pod/storage/eviction.go).
 
 use serde_json::{Value, json};
+use std::time::SystemTime;
 
 use crate::error::ApiError;
 use crate::resources::{self, ResourceDef};
@@ -55,14 +56,31 @@ fn budget_refusal(cause: String, retry_after: u64) -> ApiError {
     ApiError::too_many_requests(message, retry_after, vec![cause])
 }
 
-/// Evicts a pod. `Ok` carries the success `Status` (sent with 201 Created).
+/// An eviction the fake accepted (answered 201 Created), for tests to assert on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EvictionRecord {
+    pub namespace: String,
+    pub name: String,
+    /// `deleteOptions.gracePeriodSeconds` of the Eviction body. `None` when absent, including
+    /// when the options came under another key (kube-core 5's `Api::evict` writes
+    /// `delete_options`), which the apiserver drops as an unknown field.
+    pub grace_period_seconds: Option<i64>,
+    /// The body's whole `deleteOptions` (`Null` when absent).
+    pub delete_options: Value,
+    /// Whether it was a dry run (`?dryRun=All` or `deleteOptions.dryRun`): nothing was changed.
+    pub dry_run: bool,
+    /// When the fake received it.
+    pub at: SystemTime,
+}
+
+/// Evicts a pod. `Ok` carries the success `Status` (sent with 201 Created) and the record.
 pub(crate) fn evict(
     store: &mut Store,
     ns: &str,
     name: &str,
     body: &[u8],
     dry_run: bool,
-) -> Result<Value, ApiError> {
+) -> Result<(Value, EvictionRecord), ApiError> {
     let pods = resources::pods();
     let eviction: Value = serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request(format!("error decoding Eviction: {e}")))?;
@@ -89,6 +107,16 @@ pub(crate) fn evict(
         .unwrap_or(Value::Null);
     let mut pre = Preconditions::from_delete_options(&options);
     let dry_run = dry_run || options["dryRun"].as_array().is_some_and(|d| !d.is_empty());
+    // eviction: unknown fields of the body are dropped when it is decoded, so only
+    // deleteOptions (camelCase) counts (k8s.io/api/policy/v1 Eviction).
+    let record = EvictionRecord {
+        namespace: ns.to_string(),
+        name: name.to_string(),
+        grace_period_seconds: options.get("gracePeriodSeconds").and_then(Value::as_i64),
+        delete_options: options.clone(),
+        dry_run,
+        at: SystemTime::now(),
+    };
 
     let pod = store
         .get(pods, ns, name)
@@ -96,7 +124,7 @@ pub(crate) fn evict(
         .ok_or_else(|| ApiError::not_found(pods, name))?;
     if can_ignore_pdb(&pod) {
         store.delete(pods, ns, name, &pre, dry_run)?;
-        return Ok(success());
+        return Ok((success(), record));
     }
 
     let labels = pod.pointer("/metadata/labels").and_then(Value::as_object);
@@ -140,7 +168,7 @@ pub(crate) fn evict(
     if !dry_run {
         add_condition_and_delete(store, pods, ns, name, pre)?;
     }
-    Ok(success())
+    Ok((success(), record))
 }
 
 fn success() -> Value {

@@ -6,9 +6,18 @@
 //! kube-rs (in process, through [`FakeApiServer::service`]) and `kubectl` (over HTTP, through
 //! [`FakeApiServer::start_http`] or the `fake-apiserver` binary).
 //!
-//! Objects are stored as JSON exactly as sent; there is no schema validation, no admission
-//! beyond namespace existence, no controllers (no kubelet, scheduler, garbage collector or
-//! disruption controller) and no authentication.
+//! Modelled: optimistic concurrency (resourceVersion preconditions on update, patch and
+//! delete), finalizers, the status subresources, JSON / merge / strategic merge patches, watches
+//! with bookmarks and 410 Gone, the Eviction API with PodDisruptionBudgets, and — once
+//! [`FakeApiServer::enforce_rbac`] is called — RBAC authorization of every request (see
+//! [`Rbac`]): a request the manifests do not grant gets the apiserver's 403 Forbidden.
+//!
+//! Not modelled: authentication (with RBAC enforced every request is the one configured user;
+//! without it nothing is checked), schema validation, admission beyond namespace existence,
+//! controllers (no kubelet, scheduler, garbage collector or disruption controller), and graceful
+//! termination: a deleted or evicted pod is removed at once whatever `gracePeriodSeconds` says
+//! (no deletionTimestamp, no kubelet to confirm). [`FakeApiServer::evictions`] records the grace
+//! period each accepted eviction asked for. Objects are stored as JSON exactly as sent.
 //!
 //! ```text
 //! // In process (no sockets; needs a Tokio runtime):
@@ -16,6 +25,12 @@
 //! let client = kube::Client::new(fake.service(), "default");
 //! fake.insert(json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"}}))?;
 //! fake.faults().fail_next("PATCH", "/api/v1/nodes/n1", 1);
+//!
+//! // Authorize every request as the chart's service account would be:
+//! let manifests = std::fs::read_to_string("deploy/manifests/eviction-router.yaml")?;
+//! let user = "system:serviceaccount:eviction-router:eviction-router";
+//! fake.enforce_rbac(Rbac::from_manifests(&manifests, user)?);
+//! assert!(fake.denied().is_empty());
 //!
 //! // Over HTTP on 127.0.0.1, e.g. for kubectl or a kubeconfig-driven binary:
 //! let (addr, fake) = FakeApiServer::start_http().await?;
@@ -25,13 +40,14 @@
 //! The `fake-apiserver` binary does the same from the command line:
 //! `fake-apiserver --listen 127.0.0.1:0 --seed objects.yaml --kubeconfig kubeconfig` prints
 //! `127.0.0.1:PORT` as its first line once the kubeconfig is written, and serves until
-//! interrupted.
+//! interrupted; `--rbac manifests.yaml --as USER` enforces RBAC.
 
 mod discovery;
 mod error;
 mod eviction;
 mod faults;
 mod patch;
+mod rbac;
 mod resources;
 mod selector;
 mod service;
@@ -44,7 +60,9 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 pub use error::ApiError;
+pub use eviction::EvictionRecord;
 pub use faults::{Faults, RequestRecord};
+pub use rbac::{Attributes, Denial, Rbac, RbacError};
 
 use store::{Deleted, Preconditions, Store, Target};
 
@@ -67,6 +85,8 @@ pub(crate) struct Shared {
     pub(crate) changes: tokio::sync::watch::Sender<u64>,
     /// Bumped to end every open watch.
     pub(crate) watch_epoch: tokio::sync::watch::Sender<u64>,
+    pub(crate) rbac: rbac::Enforcer,
+    evictions: Mutex<Vec<EvictionRecord>>,
 }
 
 impl Shared {
@@ -86,6 +106,13 @@ impl Shared {
             self.changes.send_replace(rv);
         }
         out
+    }
+
+    pub(crate) fn record_eviction(&self, record: EvictionRecord) {
+        self.evictions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(record);
     }
 }
 
@@ -119,6 +146,8 @@ impl FakeApiServer {
                 faults: faults::FaultState::default(),
                 changes: tokio::sync::watch::Sender::new(rv),
                 watch_epoch: tokio::sync::watch::Sender::new(0),
+                rbac: rbac::Enforcer::default(),
+                evictions: Mutex::new(Vec::new()),
             }),
         }
     }
@@ -161,8 +190,42 @@ impl FakeApiServer {
         self.shared.faults.log()
     }
 
+    /// Empties the request log and the list of [`FakeApiServer::denied`] requests.
     pub fn clear_requests(&self) {
         self.shared.faults.clear_log();
+        self.shared.rbac.clear();
+    }
+
+    /// From now on every request through [`FakeApiServer::service`] or HTTP is authorized as
+    /// `rbac`'s user before it is served. Authorization comes after the injected latency and
+    /// failures of [`FakeApiServer::faults`], as API Priority and Fairness (whose 429s those
+    /// model) comes before it in the apiserver's filter chain; a refused request answers 403
+    /// Forbidden, is logged with that status and is listed by [`FakeApiServer::denied`]. The
+    /// store methods of this handle (`insert`, `update`, `get`, …) are never authorized: they
+    /// are the test's own access, like writing to etcd. Replaces any policy enforced before.
+    pub fn enforce_rbac(&self, rbac: Rbac) {
+        self.shared.rbac.set(Some(rbac));
+    }
+
+    /// Serves every request unauthorized again (the default).
+    pub fn stop_enforcing_rbac(&self) {
+        self.shared.rbac.set(None);
+    }
+
+    /// The requests RBAC refused, oldest first (other 403s, such as a PodDisruptionBudget's, are
+    /// not listed). Emptied by [`FakeApiServer::clear_requests`].
+    pub fn denied(&self) -> Vec<Denial> {
+        self.shared.rbac.denials()
+    }
+
+    /// Every eviction the fake accepted (answered 201), oldest first, with the delete options
+    /// it carried. Refused evictions (429, 404, …) are not listed.
+    pub fn evictions(&self) -> Vec<EvictionRecord> {
+        self.shared
+            .evictions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// The current (global) resourceVersion.

@@ -2,24 +2,30 @@
 //!
 //! ```text
 //! fake-apiserver [--listen 127.0.0.1:PORT] [--seed FILE] [--kubeconfig PATH] [--watch-retention N]
+//!                [--rbac FILE... --as USER]
 //! ```
 //! The first line on stdout is the bound address (`127.0.0.1:PORT`); the kubeconfig, if asked
-//! for, is written before that line. The server runs until interrupted.
+//! for, is written before that line. The server runs until interrupted. With `--rbac`, every
+//! request is authorized as `USER` against the RBAC objects of the files (see `Rbac`).
 
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use fake_apiserver::{FakeApiServer, kubeconfig};
+use fake_apiserver::{FakeApiServer, Rbac, kubeconfig};
 
 const USAGE: &str = "usage: fake-apiserver [--listen 127.0.0.1:PORT] [--seed FILE] \
-[--kubeconfig PATH] [--watch-retention N]
+[--kubeconfig PATH] [--watch-retention N] [--rbac FILE... --as USER]
 
   --listen ADDR          127.0.0.1:PORT to serve on; port 0 picks one (default 127.0.0.1:0)
   --seed FILE            JSON or YAML: a List of objects, a single object, or YAML documents
   --kubeconfig PATH      write a kubeconfig for the server (plain HTTP, no credentials)
-  --watch-retention N    changes kept for watches (default 1000)";
+  --watch-retention N    changes kept for watches (default 1000)
+  --rbac FILE            YAML or JSON manifests whose ClusterRoles, ClusterRoleBindings, Roles
+                         and RoleBindings authorize every request (repeatable; needs --as)
+  --as USER              the user every request is, e.g.
+                         system:serviceaccount:eviction-router:eviction-router";
 
 #[derive(Debug)]
 struct Args {
@@ -27,6 +33,8 @@ struct Args {
     seed: Option<PathBuf>,
     kubeconfig: Option<PathBuf>,
     retention: Option<usize>,
+    rbac: Vec<PathBuf>,
+    user: Option<String>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -35,6 +43,8 @@ fn parse_args() -> Result<Args, String> {
         seed: None,
         kubeconfig: None,
         retention: None,
+        rbac: Vec::new(),
+        user: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -59,6 +69,8 @@ fn parse_args() -> Result<Args, String> {
             }
             "--seed" => args.seed = Some(value.into()),
             "--kubeconfig" => args.kubeconfig = Some(value.into()),
+            "--rbac" => args.rbac.push(value.into()),
+            "--as" => args.user = Some(value),
             "--watch-retention" => {
                 args.retention = Some(
                     value
@@ -68,6 +80,9 @@ fn parse_args() -> Result<Args, String> {
             }
             other => return Err(format!("unknown flag {other}")),
         }
+    }
+    if args.rbac.is_empty() != args.user.is_none() {
+        return Err("--rbac and --as go together".into());
     }
     Ok(args)
 }
@@ -97,6 +112,17 @@ fn load_seed(fake: &FakeApiServer, path: &PathBuf) -> Result<usize, String> {
             .len();
     }
     Ok(count)
+}
+
+/// The RBAC policy of the `--rbac` files for the `--as` user.
+fn load_rbac(files: &[PathBuf], user: &str) -> Result<Rbac, String> {
+    let mut rbac = Rbac::new(user);
+    for path in files {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        rbac.add_manifests(&text)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    Ok(rbac)
 }
 
 async fn shutdown_signal() {
@@ -144,6 +170,15 @@ async fn main() -> ExitCode {
             Ok(n) => eprintln!("fake-apiserver: seeded {n} objects"),
             Err(e) => {
                 eprintln!("fake-apiserver: seed: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    if let Some(user) = &args.user {
+        match load_rbac(&args.rbac, user) {
+            Ok(rbac) => fake.enforce_rbac(rbac),
+            Err(e) => {
+                eprintln!("fake-apiserver: rbac: {e}");
                 return ExitCode::from(2);
             }
         }

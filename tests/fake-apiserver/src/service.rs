@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use crate::error::ApiError;
 use crate::faults::RequestRecord;
+use crate::rbac::Denial;
 use crate::resources::{self, ResourceDef};
 use crate::selector::{FieldSelector, LabelSelector};
 use crate::store::{Deleted, Preconditions, Target};
@@ -34,19 +35,37 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
+    let mut denied = None;
     let response = match injected {
         Some(err) => error_response(&err),
-        None => dispatch(&shared, req)
-            .await
-            .unwrap_or_else(|e| error_response(&e)),
+        // apiserver: authorization runs before any handler, after API Priority and Fairness
+        // (k8s.io/apiserver/pkg/server/config.go DefaultBuildHandlerChain).
+        None => match shared.rbac.check(method.as_str(), &path, &query) {
+            Some((attributes, err)) => {
+                let response = error_response(&err);
+                denied = Some((attributes, err.message));
+                response
+            }
+            None => dispatch(&shared, req)
+                .await
+                .unwrap_or_else(|e| error_response(&e)),
+        },
     };
-    shared.faults.record(RequestRecord {
+    let record = RequestRecord {
         method: method.to_string(),
         path,
         query,
         content_type,
         status: response.status().as_u16(),
-    });
+    };
+    if let Some((attributes, message)) = denied {
+        shared.rbac.record(Denial {
+            request: record.clone(),
+            attributes,
+            message,
+        });
+    }
+    shared.faults.record(record);
     response
 }
 
@@ -263,7 +282,9 @@ async fn dispatch(shared: &Arc<Shared>, req: Request) -> Result<Response, ApiErr
             ),
             ("eviction", Method::POST) => {
                 parse_json(content_type, &body)?;
-                let status = shared.write(|s| eviction::evict(s, &ns, &name, &body, dry_run))?;
+                let (status, record) =
+                    shared.write(|s| eviction::evict(s, &ns, &name, &body, dry_run))?;
+                shared.record_eviction(record);
                 Ok(json_response(201, &status))
             }
             _ => Err(ApiError::method_not_allowed()),

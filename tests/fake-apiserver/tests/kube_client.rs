@@ -2,13 +2,16 @@
 
 #![allow(clippy::unwrap_used)] // Test code: a panic is the failure report.
 
-use fake_apiserver::FakeApiServer;
+use fake_apiserver::{Attributes, FakeApiServer, Rbac};
 use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::api::events::v1::Event as K8sEvent;
-use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use kube::api::{Api, EvictParams, ListParams, Patch, PatchParams, PostParams};
+use k8s_openapi::api::policy::v1::{Eviction, PodDisruptionBudget};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{DeleteOptions, ObjectMeta};
+use kube::api::{
+    Api, DeleteParams, EvictParams, ListParams, Patch, PatchParams, PostParams, WatchParams,
+};
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::watcher;
 use kube::{Client, Resource};
@@ -483,4 +486,399 @@ async fn kube_client_over_http_from_a_kubeconfig() {
         1
     );
     assert!(fake.get("nodes", None, "node-a").is_some());
+}
+
+/// The service account the chart runs the router as.
+const ROUTER: &str = "system:serviceaccount:eviction-router:eviction-router";
+
+/// The RBAC the Helm chart renders, as the router's service account holds it.
+fn chart_rbac() -> Rbac {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../deploy/manifests/eviction-router.yaml"
+    );
+    let yaml = std::fs::read_to_string(path).unwrap();
+    Rbac::from_manifests(&yaml, ROUTER).unwrap()
+}
+
+async fn raw(client: &Client, request: http::Request<Vec<u8>>) -> (u16, Value) {
+    let response = client
+        .send(request.map(kube::client::Body::from))
+        .await
+        .unwrap();
+    let code = response.status().as_u16();
+    let body = response.into_body().collect_bytes().await.unwrap();
+    (code, serde_json::from_slice(&body).unwrap())
+}
+
+#[tokio::test]
+async fn the_charts_rbac_allows_what_the_router_does_and_no_more() {
+    let fake = FakeApiServer::new();
+    fake.insert(
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "eviction-router"}}),
+    )
+    .unwrap();
+    fake.insert(json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"}}))
+        .unwrap();
+    fake.insert(running_pod("web-1", "n1", json!({"app": "web"})))
+        .unwrap();
+    fake.insert(running_pod("web-2", "n1", json!({"app": "web"})))
+        .unwrap();
+    fake.enforce_rbac(chart_rbac());
+    let client = client(&fake);
+
+    // Nodes: read, watch and patch (taint, cordon) — but not replace.
+    let nodes: Api<Node> = Api::all(client.clone());
+    let n1 = nodes.get("n1").await.unwrap();
+    assert_eq!(
+        nodes
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
+    let rv = n1.metadata.resource_version.clone().unwrap();
+    let mut watch = nodes
+        .watch(&WatchParams::default(), &rv)
+        .await
+        .unwrap()
+        .boxed();
+    let taint = json!({"spec": {"taints": [{"key": "spot", "effect": "NoSchedule"}]}});
+    nodes
+        .patch("n1", &PatchParams::default(), &Patch::Merge(&taint))
+        .await
+        .unwrap();
+    let modified = tokio::time::timeout(Duration::from_secs(10), watch.next())
+        .await
+        .unwrap();
+    assert!(
+        matches!(modified, Some(Ok(kube::api::WatchEvent::Modified(_)))),
+        "{modified:?}"
+    );
+    let put = api_status(
+        nodes
+            .replace("n1", &PostParams::default(), &n1)
+            .await
+            .unwrap_err(),
+    );
+    let message = format!(
+        "nodes \"n1\" is forbidden: User \"{ROUTER}\" cannot update resource \"nodes\" in API group \"\" at the cluster scope"
+    );
+    assert_eq!((put.code, put.reason.as_str()), (403, "Forbidden"));
+    assert_eq!(put.message, message);
+    // The body is the apiserver's Status, field for field.
+    let request = http::Request::put("/api/v1/nodes/n1")
+        .header("content-type", "application/json")
+        .body(serde_json::to_vec(&n1).unwrap())
+        .unwrap();
+    assert_eq!(
+        raw(&client, request).await,
+        (
+            403,
+            json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                   "message": message, "reason": "Forbidden",
+                   "details": {"name": "n1", "kind": "nodes"}, "code": 403})
+        )
+    );
+    // The node status subresource is not granted either.
+    let status = Patch::Merge(json!({"status": {"phase": "Running"}}));
+    let denied = api_status(
+        nodes
+            .patch_status("n1", &PatchParams::default(), &status)
+            .await
+            .unwrap_err(),
+    );
+    assert!(
+        denied
+            .message
+            .contains("cannot patch resource \"nodes/status\" in API group \"\""),
+        "{}",
+        denied.message
+    );
+
+    // Pods: list everywhere and evict, never delete.
+    let all_pods: Api<Pod> = Api::all(client.clone());
+    let on_n1 = ListParams::default().fields("spec.nodeName=n1");
+    assert_eq!(all_pods.list(&on_n1).await.unwrap().items.len(), 2);
+    let pods: Api<Pod> = Api::default_namespaced(client.clone());
+    let delete = api_status(
+        pods.delete("web-2", &DeleteParams::default())
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(
+        delete.message,
+        format!(
+            "pods \"web-2\" is forbidden: User \"{ROUTER}\" cannot delete resource \"pods\" in API group \"\" in the namespace \"default\""
+        )
+    );
+    pods.evict("web-1", &EvictParams::default()).await.unwrap();
+    assert!(fake.get("pods", Some("default"), "web-1").is_none());
+
+    // events.k8s.io Events: create, then patch into a series.
+    let recorder = Recorder::new(client.clone(), "eviction-router".into());
+    let event = Event {
+        type_: EventType::Normal,
+        reason: "Cordoned".into(),
+        note: None,
+        action: "Cordon".into(),
+        secondary: None,
+    };
+    let reference = n1.object_ref(&());
+    recorder.publish(&event, &reference).await.unwrap();
+    recorder.publish(&event, &reference).await.unwrap();
+
+    // Leases: create any in the release namespace; get and update only the election's own.
+    let leases: Api<Lease> = Api::namespaced(client.clone(), "eviction-router");
+    let lease = |name: &str| -> Lease {
+        serde_json::from_value(json!({"metadata": {"name": name},
+                                      "spec": {"holderIdentity": "a"}}))
+        .unwrap()
+    };
+    let pp = PostParams::default();
+    leases.create(&pp, &lease("eviction-router")).await.unwrap();
+    let mut mine = leases.get("eviction-router").await.unwrap();
+    mine.spec.as_mut().unwrap().holder_identity = Some("b".into());
+    leases.replace("eviction-router", &pp, &mine).await.unwrap();
+    // create cannot be limited to a name, so another lease can be made but not read back.
+    let other = leases.create(&pp, &lease("other")).await.unwrap();
+    assert_eq!(api_status(leases.get("other").await.unwrap_err()).code, 403);
+    let update = api_status(leases.replace("other", &pp, &other).await.unwrap_err());
+    assert_eq!(
+        update.message,
+        format!(
+            "leases.coordination.k8s.io \"other\" is forbidden: User \"{ROUTER}\" cannot update resource \"leases\" in API group \"coordination.k8s.io\" in the namespace \"eviction-router\""
+        )
+    );
+    let elsewhere: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");
+    let create = api_status(
+        elsewhere
+            .create(&pp, &lease("eviction-router"))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(
+        create.message,
+        format!(
+            "leases.coordination.k8s.io is forbidden: User \"{ROUTER}\" cannot create resource \"leases\" in API group \"coordination.k8s.io\" in the namespace \"kube-node-lease\""
+        )
+    );
+    assert_eq!(create.details.unwrap().group, "coordination.k8s.io");
+    assert_eq!(
+        api_status(elsewhere.get("eviction-router").await.unwrap_err()).code,
+        403
+    );
+
+    // Exactly the refused requests are listed, and logged with their 403.
+    let denied: Vec<String> = fake
+        .denied()
+        .iter()
+        .map(|d| {
+            let a = &d.attributes;
+            let sub = if a.subresource.is_empty() {
+                String::new()
+            } else {
+                format!("/{}", a.subresource)
+            };
+            format!("{} {}{sub} {}/{}", a.verb, a.resource, a.namespace, a.name)
+        })
+        .collect();
+    assert_eq!(
+        denied,
+        [
+            "update nodes /n1",
+            "update nodes /n1",
+            "patch nodes/status /n1",
+            "delete pods default/web-2",
+            "get leases eviction-router/other",
+            "update leases eviction-router/other",
+            "create leases kube-node-lease/",
+            "get leases kube-node-lease/eviction-router",
+        ]
+    );
+    assert!(fake.denied().iter().all(|d| d.request.status == 403));
+    let forbidden = fake.requests().iter().filter(|r| r.status == 403).count();
+    assert_eq!(forbidden, denied.len());
+    // The store methods are the test's own access and are not authorized.
+    assert!(
+        fake.get("leases", Some("kube-node-lease"), "eviction-router")
+            .is_none()
+    );
+    assert!(fake.get("pods", Some("default"), "web-2").is_some());
+
+    // The same policy, asked directly.
+    let rbac = chart_rbac();
+    assert!(rbac.allows(&Attributes::resource("patch", "", "nodes").named("n1")));
+    assert!(!rbac.allows(&Attributes::resource("update", "", "nodes").named("n1")));
+    let eviction = Attributes::resource("create", "", "pods")
+        .with_subresource("eviction")
+        .in_namespace("default")
+        .named("p");
+    assert!(rbac.allows(&eviction));
+    assert!(!rbac.allows(&Attributes::resource("create", "", "pods").in_namespace("default")));
+
+    fake.stop_enforcing_rbac();
+    nodes
+        .replace(
+            "n1",
+            &PostParams::default(),
+            &nodes.get("n1").await.unwrap(),
+        )
+        .await
+        .unwrap();
+    fake.clear_requests();
+    assert!(fake.denied().is_empty());
+}
+
+#[tokio::test]
+async fn evictions_record_the_grace_period_the_apiserver_would_see() {
+    let fake = FakeApiServer::new();
+    for name in ["a", "b", "c"] {
+        fake.insert(running_pod(name, "n1", json!({"app": name})))
+            .unwrap();
+    }
+    let pods: Api<Pod> = Api::default_namespaced(client(&fake));
+
+    // kube-core 5 writes `delete_options` (snake_case): the apiserver drops it as unknown.
+    let seven = DeleteParams {
+        grace_period_seconds: Some(7),
+        ..DeleteParams::default()
+    };
+    let params = EvictParams {
+        delete_options: Some(seven),
+        ..EvictParams::default()
+    };
+    pods.evict("a", &params).await.unwrap();
+
+    // A policy/v1 Eviction carries `deleteOptions`, which is honoured.
+    let eviction = Eviction {
+        metadata: ObjectMeta {
+            name: Some("b".into()),
+            namespace: Some("default".into()),
+            ..ObjectMeta::default()
+        },
+        delete_options: Some(DeleteOptions {
+            grace_period_seconds: Some(7),
+            ..DeleteOptions::default()
+        }),
+    };
+    let status: kube::core::Status = pods
+        .create_subresource("eviction", "b", &PostParams::default(), &eviction)
+        .await
+        .unwrap();
+    assert!(status.is_success());
+
+    // Refused evictions are not recorded.
+    fake.insert(pdb("c", json!({"matchLabels": {"app": "c"}}), 0))
+        .unwrap();
+    assert_eq!(
+        api_status(pods.evict("c", &EvictParams::default()).await.unwrap_err()).code,
+        429
+    );
+
+    let records = fake.evictions();
+    let seen: Vec<_> = records
+        .iter()
+        .map(|r| {
+            (
+                r.namespace.as_str(),
+                r.name.as_str(),
+                r.grace_period_seconds,
+            )
+        })
+        .collect();
+    assert_eq!(seen, [("default", "a", None), ("default", "b", Some(7))]);
+    assert_eq!(records[0].delete_options, Value::Null);
+    assert_eq!(records[1].delete_options, json!({"gracePeriodSeconds": 7}));
+    assert!(records[0].at <= records[1].at && !records[1].dry_run);
+    // Graceful termination is not modelled: the pods are gone at once.
+    assert!(fake.get("pods", Some("default"), "b").is_none());
+}
+
+#[tokio::test]
+async fn merge_patch_resource_version_is_a_precondition_and_lists_are_replaced() {
+    let fake = FakeApiServer::new();
+    fake.insert(
+        json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"},
+                       "spec": {"taints": [{"key": "a", "effect": "NoSchedule"},
+                                           {"key": "b", "effect": "NoExecute"}]}}),
+    )
+    .unwrap();
+    let nodes: Api<Node> = Api::all(client(&fake));
+    let read = nodes.get("n1").await.unwrap();
+    let read_rv = read.metadata.resource_version.clone().unwrap();
+    let label = json!({"metadata": {"labels": {"x": "1"}}});
+    let pp = PatchParams::default();
+    nodes.patch("n1", &pp, &Patch::Merge(&label)).await.unwrap();
+
+    let taints = |rv: &str| {
+        json!({"metadata": {"resourceVersion": rv},
+               "spec": {"taints": [{"key": "spot", "effect": "NoSchedule"}]}})
+    };
+    let stale = api_status(
+        nodes
+            .patch("n1", &pp, &Patch::Merge(taints(&read_rv)))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!((stale.code, stale.reason.as_str()), (409, "Conflict"));
+    assert_eq!(
+        stale.message,
+        "Operation cannot be fulfilled on nodes \"n1\": the object has been modified; please apply your changes to the latest version and try again"
+    );
+    let unchanged = fake.get("nodes", None, "n1").unwrap();
+    assert_eq!(unchanged["spec"]["taints"].as_array().unwrap().len(), 2);
+
+    let current = nodes.get("n1").await.unwrap();
+    let current_rv = current.metadata.resource_version.unwrap();
+    let patched = nodes
+        .patch("n1", &pp, &Patch::Merge(taints(&current_rv)))
+        .await
+        .unwrap();
+    let taint_keys: Vec<String> = patched
+        .spec
+        .unwrap()
+        .taints
+        .unwrap()
+        .into_iter()
+        .map(|t| t.key)
+        .collect();
+    assert_eq!(taint_keys, ["spot"]);
+    assert_ne!(patched.metadata.resource_version.unwrap(), current_rv);
+}
+
+#[tokio::test]
+async fn pdb_refusals_carry_retry_after_only_while_the_budget_is_being_processed() {
+    let fake = FakeApiServer::new();
+    fake.insert(running_pod("web-1", "n1", json!({"app": "web"})))
+        .unwrap();
+    fake.insert(pdb("web", json!({"matchLabels": {"app": "web"}}), 0))
+        .unwrap();
+    let client = client(&fake);
+    let evict = || {
+        let body = json!({"apiVersion": "policy/v1", "kind": "Eviction",
+                          "metadata": {"name": "web-1", "namespace": "default"}});
+        http::Request::post("/api/v1/namespaces/default/pods/web-1/eviction")
+            .header("content-type", "application/json")
+            .body(kube::client::Body::from(serde_json::to_vec(&body).unwrap()))
+            .unwrap()
+    };
+    // No disruption allowed: 429 without Retry-After, as the apiserver answers
+    // (NewTooManyRequests(..., 0) in eviction.go checkAndDecrement).
+    let response = client.send(evict()).await.unwrap();
+    assert_eq!(response.status(), 429);
+    assert!(response.headers().get("retry-after").is_none());
+    // A budget whose spec changed since its status was computed: 429 with Retry-After: 10.
+    let mut pdb = fake
+        .get("poddisruptionbudgets", Some("default"), "web")
+        .unwrap();
+    pdb["spec"]["minAvailable"] = json!(0);
+    pdb["status"]["disruptionsAllowed"] = json!(1);
+    let pdb = fake.update(pdb).unwrap();
+    assert_eq!(pdb["metadata"]["generation"], 2);
+    let response = client.send(evict()).await.unwrap();
+    assert_eq!(response.status(), 429);
+    assert_eq!(response.headers()["retry-after"], "10");
 }

@@ -26,6 +26,11 @@ impl Drop for Server {
 
 impl Server {
     async fn start(seed: Value) -> Server {
+        Server::start_with(seed, &[]).await
+    }
+
+    /// Starts the binary with more flags after `--seed` and `--kubeconfig`.
+    async fn start_with(seed: Value, flags: &[&str]) -> Server {
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap()
@@ -43,6 +48,7 @@ impl Server {
             .arg(dir.join("seed.json"))
             .arg("--kubeconfig")
             .arg(dir.join("kubeconfig"))
+            .args(flags)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .kill_on_drop(true)
@@ -292,4 +298,76 @@ async fn drain_respects_a_pod_disruption_budget() {
         ])
         .await;
     assert_eq!(allowed, "0");
+}
+
+const CHART: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../deploy/manifests/eviction-router.yaml"
+);
+const ROUTER: &str = "system:serviceaccount:eviction-router:eviction-router";
+
+#[tokio::test]
+async fn rbac_flags_authorize_kubectl_as_the_chart_service_account() {
+    let seed = json!({"apiVersion": "v1", "kind": "List", "items": [
+        node("node-a"),
+        pod("web-1", "default", "node-a", "ReplicaSet", "web", json!({"app": "web"})),
+    ]});
+    let server = Server::start_with(seed, &["--rbac", CHART, "--as", ROUTER]).await;
+    assert!(server.ok(&["get", "nodes"]).await.contains("node-a"));
+    assert!(server.ok(&["get", "pods"]).await.contains("web-1"));
+    // cordon reads the node and patches it: both granted.
+    assert!(
+        server
+            .ok(&["cordon", "node-a"])
+            .await
+            .contains("node/node-a cordoned")
+    );
+
+    let refused = |out: Output| {
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let deadline = Duration::from_secs(30);
+    let stderr = refused(server.kubectl(&["delete", "pod", "web-1"], deadline).await);
+    assert!(
+        stderr.contains(&format!(
+            "Error from server (Forbidden): pods \"web-1\" is forbidden: User \"{ROUTER}\" cannot delete resource \"pods\" in API group \"\" in the namespace \"default\""
+        )),
+        "{stderr}"
+    );
+    let stderr = refused(
+        server
+            .kubectl(&["delete", "node", "node-a"], deadline)
+            .await,
+    );
+    assert!(
+        stderr.contains(&format!(
+            "Error from server (Forbidden): nodes \"node-a\" is forbidden: User \"{ROUTER}\" cannot delete resource \"nodes\" in API group \"\" at the cluster scope"
+        )),
+        "{stderr}"
+    );
+    // Nothing was deleted.
+    let names = server.ok(&["get", "nodes,pods", "-o", "name"]).await;
+    assert!(
+        names.contains("node/node-a") && names.contains("pod/web-1"),
+        "{names}"
+    );
+}
+
+#[tokio::test]
+async fn rbac_needs_a_user() {
+    let out = Command::new(env!("CARGO_BIN_EXE_fake-apiserver"))
+        .args(["--rbac", CHART])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--rbac and --as go together"));
+    let out = Command::new(env!("CARGO_BIN_EXE_fake-apiserver"))
+        .args(["--rbac", "/nonexistent/rbac.yaml", "--as", ROUTER])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/rbac.yaml"));
 }
