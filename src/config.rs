@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub use crate::cluster::config::{ClusterConfig, ClusterMode, LeaderElectionConfig};
+
 /// The configuration `run` uses when given none: HTTP ingest, a dry-run cluster, stdout.
 pub const EMBEDDED_DEFAULT: &str = include_str!("../examples/config/default.yaml");
 
@@ -281,79 +283,6 @@ impl RouterConfig {
     }
 }
 
-/// `cluster:` — what is done to the cluster.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ClusterConfig {
-    /// `kubernetes` acts on the cluster; `dry_run` plans and logs, touching nothing.
-    pub mode: ClusterMode,
-    /// Lease-based leader election between replicas.
-    pub leader_election: LeaderElectionConfig,
-    /// Scheduled maintenance is acted on this long before its window opens.
-    pub maintenance_lead_seconds: u64,
-    /// A drain stops retrying evictions a budget blocks this long before the deadline.
-    pub drain_margin_seconds: u64,
-    /// A drain of an event with no deadline gives up after this long.
-    pub drain_timeout_seconds: u64,
-    /// Node labels naming a Node's pool, first present wins (replacement tracking).
-    pub pool_labels: Vec<String>,
-    /// How long a replacement Node is waited for before giving up (and counting it).
-    pub replacement_timeout_seconds: u64,
-    /// Which actions each kind takes.
-    pub actions: crate::cluster::plan::Actions,
-    /// Client-side limit on requests to the API server per second; 0 for none.
-    pub api_requests_per_second: u64,
-}
-
-impl Default for ClusterConfig {
-    fn default() -> Self {
-        ClusterConfig {
-            mode: ClusterMode::default(),
-            leader_election: LeaderElectionConfig::default(),
-            maintenance_lead_seconds: 600,
-            drain_margin_seconds: 10,
-            drain_timeout_seconds: 300,
-            pool_labels: crate::cluster::replacement::DEFAULT_POOL_LABELS
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
-            replacement_timeout_seconds: 1800,
-            actions: crate::cluster::plan::Actions::default(),
-            api_requests_per_second: 200,
-        }
-    }
-}
-
-/// `cluster.mode`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ClusterMode {
-    /// Act on the cluster.
-    #[default]
-    Kubernetes,
-    /// Plan and log only.
-    DryRun,
-}
-
-/// `cluster.leader_election`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct LeaderElectionConfig {
-    /// Whether replicas elect a leader; only the leader acts.
-    pub enabled: bool,
-    /// The Lease's name, in the pod's namespace.
-    pub lease_name: String,
-}
-
-impl Default for LeaderElectionConfig {
-    fn default() -> Self {
-        LeaderElectionConfig {
-            enabled: true,
-            lease_name: "eviction-router".into(),
-        }
-    }
-}
-
 /// One stream sink.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -511,6 +440,9 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        if let Err((key, message)) = self.cluster.validate() {
+            return Err(ConfigError::invalid(format!("cluster.{key}"), message));
+        }
         if self.sources.is_empty() {
             return Err(ConfigError::invalid(
                 "sources",

@@ -148,9 +148,14 @@ impl Router {
                     outcome = Outcome::Retry;
                 }
                 Seen::New => {
+                    // Ends the in-flight entry whatever ends this future: success, failure,
+                    // the message timeout, cancellation or a panic.
+                    let mut guard = InFlight {
+                        router: self,
+                        key: Some(key),
+                    };
                     let result = self.handle_event(event).await;
-                    let ok = result.is_some();
-                    self.dedupe_lock().finish(&key, ok, Instant::now());
+                    guard.finish(result.is_some());
                     match result {
                         Some(report) => {
                             let acted = !matches!(report.applied, Applied::Foreign);
@@ -224,6 +229,30 @@ impl Router {
     /// Stops the sinks after they delivered what they hold, within `grace`.
     pub async fn close(self, grace: Duration) {
         self.sinks.close(grace).await;
+    }
+}
+
+/// An in-flight dedupe entry: finished as handled by [`InFlight::finish`], or forgotten when
+/// dropped unfinished, so that a redelivery is handled afresh instead of being answered "in
+/// flight" forever.
+struct InFlight<'a> {
+    router: &'a Router,
+    key: Option<String>,
+}
+
+impl InFlight<'_> {
+    fn finish(&mut self, succeeded: bool) {
+        if let Some(key) = self.key.take() {
+            self.router
+                .dedupe_lock()
+                .finish(&key, succeeded, Instant::now());
+        }
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.finish(false);
     }
 }
 

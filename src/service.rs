@@ -54,20 +54,14 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Serv
     let health = Arc::new(Health::new(Duration::from_secs(
         config.server.readiness_grace_seconds,
     )));
-    let (cluster, client) = match config.cluster.mode {
-        ClusterMode::DryRun => (Cluster::dry_run(&config.cluster), None),
-        ClusterMode::Kubernetes => {
-            let client = Cluster::client(&config.cluster).await?;
-            (
-                Cluster::kubernetes(client.clone(), &config.cluster, metrics.clone()),
-                Some(client),
-            )
-        }
+    let clients = match config.cluster.mode {
+        ClusterMode::DryRun => None,
+        ClusterMode::Kubernetes => Some(Cluster::clients(&config.cluster).await?),
     };
     // With leader election, only the Lease holder receives and acts; standbys keep their Node
     // cache warm, stay ready, and answer ingest with retry.
-    let election = match (&client, config.cluster.leader_election.enabled) {
-        (Some(client), true) => Some(client.clone()),
+    let election = match (&clients, config.cluster.leader_election.enabled) {
+        (Some(clients), true) => Some(clients.admit.clone()),
         _ => None,
     };
     let (leader_tx, leader) = tokio::sync::watch::channel(election.is_none());
@@ -85,6 +79,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Serv
         let api = kube::Api::namespaced(client, &namespace);
         tokio::spawn(lease::run(api, lease, leader_tx, shutdown.clone()));
     }
+    let cluster = match clients {
+        None => Cluster::dry_run(&config.cluster),
+        Some(clients) => {
+            Cluster::kubernetes(clients, &config.cluster, metrics.clone(), leader.clone())
+        }
+    };
     let sinks = Sinks::start(&config.sinks, metrics.clone())?;
     let grace = config.router.shutdown_grace();
     let router = Arc::new(

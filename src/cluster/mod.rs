@@ -1,41 +1,84 @@
 //! The cluster edge: what the router does to Nodes for an event.
 //!
 //! [`plan`] decides the steps (pure); a [`Cluster`] carries them out. `dry_run` mode logs the
-//! steps it would take and touches nothing; `kubernetes` mode acts through the API server.
+//! steps it would take and touches nothing; `kubernetes` mode admits each event on its Node with
+//! one patch ([`kubernetes`], [`intent`]) and leaves the slow work — drains, scheduled
+//! maintenance, cancels — to a reconciler over the Nodes' annotations. Every API call goes
+//! through one prioritised budget ([`budget`]).
 
+pub mod budget;
+pub mod cache;
+pub mod config;
+pub mod drain;
+pub mod events;
 pub mod index;
+pub mod intent;
 pub mod kubernetes;
 pub mod lease;
 pub mod plan;
+mod reconcile;
 pub mod replacement;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use jiff::SignedDuration;
 
-use crate::config::ClusterConfig;
 use crate::event::Event;
 use crate::metrics::Metrics;
+use budget::{Budget, Clients};
+use config::ClusterConfig;
 use plan::Step;
 
-fn lead(config: &ClusterConfig) -> SignedDuration {
-    SignedDuration::from_secs(i64::try_from(config.maintenance_lead_seconds).unwrap_or(i64::MAX))
-}
-
-/// Why a cluster step failed. Every variant is transient: the message is retried.
+/// Why a cluster step failed. Every variant is transient: the message (or the reconciler's
+/// step) is retried.
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
     /// The API server could not be reached or answered with an error.
-    #[error("the Kubernetes API failed: {0}")]
-    Api(String),
+    #[error("cannot {what}: {source}")]
+    Api {
+        /// What was being done.
+        what: &'static str,
+        /// The client's error, with the API server's status when it answered.
+        #[source]
+        source: kube::Error,
+    },
+    /// The Node cache has not completed its first list.
+    #[error("the Node cache has not synced yet")]
+    NotSynced,
+    /// The Node kept changing under a write with a resourceVersion precondition.
+    #[error("the Node kept changing ({attempts} conflicts in a row)")]
+    Conflict {
+        /// How many writes were refused.
+        attempts: usize,
+    },
+    /// The Node was deleted while it was being written.
+    #[error("the Node was deleted")]
+    NodeGone,
 }
 
 impl ClusterError {
+    pub(crate) fn api(what: &'static str, source: kube::Error) -> Self {
+        ClusterError::Api { what, source }
+    }
+
     /// A bounded label for metrics.
     pub fn kind(&self) -> &'static str {
         match self {
-            ClusterError::Api(_) => "api",
+            ClusterError::Api { .. } => "api",
+            ClusterError::NotSynced => "not_synced",
+            ClusterError::Conflict { .. } => "conflict",
+            ClusterError::NodeGone => "node_gone",
+        }
+    }
+
+    /// The HTTP status the API server answered, if it answered.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ClusterError::Api {
+                source: kube::Error::Api(e),
+                ..
+            } => Some(e.code),
+            _ => None,
         }
     }
 }
@@ -80,53 +123,44 @@ impl Cluster {
     /// A dry-run cluster.
     pub fn dry_run(config: &ClusterConfig) -> Cluster {
         Cluster::DryRun(DryRun {
-            lead: lead(config),
+            lead: config.lead(),
             actions: config.actions,
         })
     }
 
-    /// The API client: in-cluster configuration or the standard kubeconfig resolution, limited
-    /// to `cluster.api_requests_per_second` (0: no limit).
-    pub async fn client(config: &ClusterConfig) -> Result<kube::Client, ClusterSetupError> {
+    /// The API clients: in-cluster configuration or the standard kubeconfig resolution, all
+    /// sharing one budget of `cluster.api_requests_per_second` (burst `cluster.api_burst`).
+    pub async fn clients(config: &ClusterConfig) -> Result<Clients, ClusterSetupError> {
         let inferred = kube::Config::infer()
             .await
             .map_err(|e| ClusterSetupError::Config(e.to_string()))?;
-        let builder =
-            kube::client::ClientBuilder::try_from(inferred).map_err(ClusterSetupError::Client)?;
-        Ok(match config.api_requests_per_second {
-            0 => builder.build(),
-            qps => builder
-                .with_layer(&tower::limit::RateLimitLayer::new(
-                    qps,
-                    Duration::from_secs(1),
-                ))
-                .build(),
-        })
+        // kube 5 turns `default_retry` on: 429, 503 and 504 are retried inside the client
+        // (`RetryPolicy::server_retry`, up to 5 times). Fine for Node writes; the drain's
+        // client has it off, so that a PodDisruptionBudget's 429 reaches the drain.
+        let mut no_retry = inferred.clone();
+        no_retry.default_retry = false;
+        let build = |c: kube::Config| {
+            kube::client::ClientBuilder::try_from(c)
+                .map(|b| b.build())
+                .map_err(ClusterSetupError::Client)
+        };
+        Ok(Clients::new(
+            build(inferred)?,
+            build(no_retry)?,
+            Budget::new(config.api_requests_per_second, config.api_burst),
+        ))
     }
 
-    /// The Kubernetes executor on `client`.
+    /// The Kubernetes executor on `clients`; its reconciler acts while `active` is true.
     pub fn kubernetes(
-        client: kube::Client,
+        clients: Clients,
         config: &ClusterConfig,
         metrics: Arc<Metrics>,
+        active: tokio::sync::watch::Receiver<bool>,
     ) -> Cluster {
-        let settings = kubernetes::KubeSettings {
-            lead: lead(config),
-            drain_margin: Duration::from_secs(config.drain_margin_seconds),
-            drain_timeout: Duration::from_secs(config.drain_timeout_seconds),
-            reporter: kube::runtime::events::Reporter {
-                controller: "eviction-router".into(),
-                instance: std::env::var("POD_NAME").ok(),
-            },
-            pool_labels: config.pool_labels.clone(),
-            actions: config.actions,
-            replacement_timeout: SignedDuration::from_secs(
-                i64::try_from(config.replacement_timeout_seconds).unwrap_or(i64::MAX),
-            ),
-        };
-        let kube = Arc::new(kubernetes::KubeCluster::start(client, settings, metrics));
-        tokio::spawn(kube.clone().run_schedule());
-        Cluster::Kubernetes(kube)
+        Cluster::Kubernetes(Arc::new(kubernetes::KubeCluster::start(
+            clients, config, metrics, active,
+        )))
     }
 
     /// Replacements found, as they are found (once; `None` for a dry run).

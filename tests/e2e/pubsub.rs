@@ -359,6 +359,7 @@ async fn entries_cordon_the_right_gke_node_and_a_nack_is_redelivered() {
     let emulator = Emulator::shared().await;
     let sub = emulator.create("gke-events", "gke-router", 5).await;
     let (addr, fake) = FakeApiServer::start_http().await.unwrap();
+    fake.enforce_rbac(crate::cluster::chart_rbac());
     fake.insert(gke_node("gke-spot-a", "2001")).unwrap();
     fake.insert(gke_node("gke-spot-b", "2002")).unwrap();
     fake.insert(gke_node("gke-spot-c", "2003")).unwrap();

@@ -203,6 +203,7 @@ async fn cluster() -> (
     Vec<(&'static str, String)>,
 ) {
     let (addr, api) = fake_apiserver::FakeApiServer::start_http().await.unwrap();
+    api.enforce_rbac(crate::cluster::chart_rbac());
     api.insert(aks_node(3)).unwrap();
     api.insert(aks_node(4)).unwrap();
     let (dir, kubeconfig) = crate::support::kubeconfig_for(addr);

@@ -314,6 +314,7 @@ async fn a_drill_through_sqs_cordons_the_node_in_the_cluster() {
     let moto = Moto::start().await;
     let queue = Queue::create(&moto, "cluster").await;
     let (addr, fake) = fake_apiserver::FakeApiServer::start_http().await.unwrap();
+    fake.enforce_rbac(crate::cluster::chart_rbac());
     fake.insert(serde_json::json!({
         "apiVersion": "v1", "kind": "Node",
         "metadata": {"name": "ip-10-1-1-1.ec2.internal"},
@@ -365,17 +366,20 @@ async fn a_standby_leaves_the_queue_to_the_leader_and_stays_ready() {
     let moto = Moto::start().await;
     let queue = Queue::create(&moto, "standby").await;
     let (addr, fake) = fake_apiserver::FakeApiServer::start_http().await.unwrap();
+    fake.insert(serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "eviction-router"}}))
+        .unwrap();
+    fake.enforce_rbac(crate::cluster::chart_rbac());
     let renewed = jiff::Timestamp::now().to_string();
     fake.insert(serde_json::json!({
         "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-        "metadata": {"name": "eviction-router", "namespace": "default"},
+        "metadata": {"name": "eviction-router", "namespace": "eviction-router"},
         "spec": {"holderIdentity": "the-other-replica", "leaseDurationSeconds": 3600, "renewTime": renewed},
     }))
     .unwrap();
     let (_dir, kubeconfig) = crate::support::kubeconfig_for(addr);
     let mut env = moto.env();
     env.push(("KUBECONFIG", kubeconfig.clone()));
-    env.push(("POD_NAMESPACE", "default".into()));
+    env.push(("POD_NAMESPACE", "eviction-router".into()));
     env.push(("POD_NAME", "this-replica".into()));
     let config = format!(
         "sources:\n  - type: aws_sqs\n    queue_url: {}\n    wait_time_seconds: 1\ncluster:\n  mode: kubernetes\nserver:\n  readiness_grace_seconds: 1\n",
@@ -396,8 +400,12 @@ async fn a_standby_leaves_the_queue_to_the_leader_and_stays_ready() {
         .unwrap();
     assert_eq!(ready.status(), 200, "{}", ready.text().await.unwrap());
     let lease = fake
-        .get("leases", Some("default"), "eviction-router")
+        .get("leases", Some("eviction-router"), "eviction-router")
         .unwrap();
     assert_eq!(lease["spec"]["holderIdentity"], "the-other-replica");
+    assert!(
+        fake.requests().iter().all(|r| r.status != 403),
+        "RBAC refused a call"
+    );
     assert_eq!(router.terminate(), Some(0));
 }

@@ -137,6 +137,7 @@ router:
   shutdown_grace_seconds: {{ int .Values.router.shutdownGraceSeconds }}
 cluster:
   mode: {{ .Values.cluster.mode }}
+  force_after_deadline: {{ .Values.cluster.forceAfterDeadline | default false }}
   leader_election:
     enabled: {{ .Values.leaderElection.enabled }}
     lease_name: {{ include "eviction-router.leaseName" . | toJson }}

@@ -1,0 +1,290 @@
+//! The drain of one Node, through the Eviction API, within the notice.
+//!
+//! Each evictable pod gets a `policy/v1` `Eviction` with `deleteOptions.gracePeriodSeconds =
+//! min(its own terminationGracePeriodSeconds, deadline − now − margin)`, so it can shut down
+//! before the capacity is gone. The body is built here and posted with `create_subresource`:
+//! kube-core 5's `Api::evict` serialises `EvictParams` as `"delete_options"` (snake_case), which
+//! the API server ignores, so a grace period set through it never arrives.
+//!
+//! A PodDisruptionBudget answers 429; the drain retries those pods until `deadline − margin`
+//! (its client has kube's own 429 retry off: see [`super::budget::Clients::drain`]), then
+//! reports the pods left. A failed pod list is an error — the reconciler retries it — never a
+//! drain with nothing to do.
+//!
+//! RBAC: `pods` list; `pods/eviction` create; `pods` delete only with `force_after_deadline`.
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use kube::{Client, ResourceExt};
+use serde_json::json;
+use tokio::task::JoinSet;
+
+use super::ClusterError;
+use crate::metrics::Metrics;
+
+/// A pod's own grace period when it sets none (the API server's default).
+const DEFAULT_GRACE_SECONDS: i64 = 30;
+/// The first wait before retrying a blocked eviction; doubled up to [`MAX_RETRY_WAIT`].
+const FIRST_RETRY_WAIT: Duration = Duration::from_millis(500);
+const MAX_RETRY_WAIT: Duration = Duration::from_secs(5);
+
+/// How a drain ended.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Drained {
+    /// Pods evicted.
+    pub evicted: usize,
+    /// Pods (`namespace/name`) still there at `deadline − margin`.
+    pub left: Vec<String>,
+    /// Pods whose grace period was cut to fit the deadline.
+    pub shortened: Vec<String>,
+    /// Pods deleted past the deadline (`force_after_deadline`).
+    pub forced: Vec<String>,
+}
+
+/// What one drain needs.
+#[derive(Clone)]
+pub struct Drainer {
+    /// The drain client (no client-side 429 retry).
+    pub client: Client,
+    /// Stop retrying this long before the deadline.
+    pub margin: Duration,
+    /// With no deadline, give up after this long.
+    pub timeout: Duration,
+    /// Delete what is left at the stop.
+    pub force_after_deadline: bool,
+}
+
+impl std::fmt::Debug for Drainer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Drainer")
+            .field("margin", &self.margin)
+            .field("timeout", &self.timeout)
+            .field("force_after_deadline", &self.force_after_deadline)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Whether a drain evicts this pod: not a DaemonSet pod (it would come back at once), not a
+/// mirror (static) pod, not already finished or terminating.
+pub fn evictable(pod: &Pod) -> bool {
+    let meta = &pod.metadata;
+    let daemonset = meta
+        .owner_references
+        .as_ref()
+        .is_some_and(|o| o.iter().any(|r| r.kind == "DaemonSet"));
+    let mirror = meta
+        .annotations
+        .as_ref()
+        .is_some_and(|a| a.contains_key("kubernetes.io/config.mirror"));
+    let terminating = meta.deletion_timestamp.is_some();
+    let finished = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.phase.as_deref())
+        .is_some_and(|p| p == "Succeeded" || p == "Failed");
+    !(daemonset || mirror || terminating || finished)
+}
+
+/// The grace period for a pod: its own, cut to what is left before `stop`; at least 1 s (0
+/// would ask for an immediate kill).
+pub fn grace_seconds(pod: &Pod, stop: Option<Timestamp>, now: Timestamp) -> (i64, bool) {
+    let own = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.termination_grace_period_seconds)
+        .unwrap_or(DEFAULT_GRACE_SECONDS);
+    match stop {
+        Some(stop) => {
+            let left = stop.duration_since(now).as_secs().max(1);
+            if own > left {
+                (left, true)
+            } else {
+                (own.max(0), false)
+            }
+        }
+        None => (own.max(0), false),
+    }
+}
+
+impl Drainer {
+    /// When retrying stops for a deadline.
+    pub fn stop_at(&self, deadline: Option<Timestamp>, started: Timestamp) -> Timestamp {
+        match deadline {
+            Some(d) => d - jiff::SignedDuration::try_from(self.margin).unwrap_or_default(),
+            None => started + jiff::SignedDuration::try_from(self.timeout).unwrap_or_default(),
+        }
+    }
+
+    /// Drains `node`, retrying blocked evictions until `stop`.
+    pub async fn drain(
+        &self,
+        node: &str,
+        stop: Timestamp,
+        has_deadline: bool,
+        metrics: &Metrics,
+    ) -> Result<Drained, ClusterError> {
+        let pods: Api<Pod> = Api::all(self.client.clone());
+        let list = pods
+            .list(&ListParams::default().fields(&format!("spec.nodeName={node}")))
+            .await
+            .map_err(|e| ClusterError::api("list the Node's pods", e))?;
+        let mut drained = Drained::default();
+        let mut evictions = JoinSet::new();
+        let now = Timestamp::now();
+        for pod in list.items.into_iter().filter(evictable) {
+            let (Some(ns), name) = (pod.namespace(), pod.name_any()) else {
+                continue;
+            };
+            let (grace, cut) = grace_seconds(&pod, has_deadline.then_some(stop), now);
+            if cut {
+                drained.shortened.push(format!("{ns}/{name}"));
+            }
+            let api: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
+            evictions.spawn(evict_until(api, ns, name, grace, stop));
+        }
+        let mut blocked = Vec::new();
+        while let Some(done) = evictions.join_next().await {
+            let Ok(done) = done else {
+                continue;
+            };
+            for _ in 0..done.blocked {
+                metrics.eviction("pdb_blocked");
+            }
+            for _ in 0..done.errors {
+                metrics.eviction("error");
+            }
+            match done.end {
+                End::Evicted => {
+                    metrics.eviction("evicted");
+                    drained.evicted += 1;
+                }
+                End::Gone => {}
+                End::Left => blocked.push(done.pod),
+            }
+        }
+        blocked.sort();
+        if self.force_after_deadline {
+            for pod in &blocked {
+                let Some((ns, name)) = pod.split_once('/') else {
+                    continue;
+                };
+                let api: Api<Pod> = Api::namespaced(self.client.clone(), ns);
+                let params = DeleteParams {
+                    grace_period_seconds: Some(0),
+                    ..DeleteParams::default()
+                };
+                match api.delete(name, &params).await {
+                    Ok(_) => drained.forced.push(pod.clone()),
+                    Err(kube::Error::Api(e)) if e.code == 404 => drained.forced.push(pod.clone()),
+                    Err(e) => {
+                        tracing::warn!(node = %node, pod = %pod, error = %e, "Cannot delete a pod past the deadline.")
+                    }
+                }
+            }
+            blocked.retain(|p| !drained.forced.contains(p));
+        }
+        drained.left = blocked;
+        Ok(drained)
+    }
+}
+
+/// How the evictions of one pod went.
+struct Tried {
+    pod: String,
+    end: End,
+    /// 429 answers (a PodDisruptionBudget).
+    blocked: u32,
+    /// Other failures.
+    errors: u32,
+}
+
+enum End {
+    Evicted,
+    Gone,
+    Left,
+}
+
+async fn evict_until(
+    api: Api<Pod>,
+    ns: String,
+    name: String,
+    grace: i64,
+    stop: Timestamp,
+) -> Tried {
+    let body = json!({
+        "apiVersion": "policy/v1",
+        "kind": "Eviction",
+        "metadata": { "name": name, "namespace": ns },
+        "deleteOptions": { "gracePeriodSeconds": grace },
+    });
+    let mut tried = Tried {
+        pod: format!("{ns}/{name}"),
+        end: End::Left,
+        blocked: 0,
+        errors: 0,
+    };
+    let mut wait = FIRST_RETRY_WAIT;
+    loop {
+        let result: Result<serde_json::Value, kube::Error> = api
+            .create_subresource("eviction", &name, &PostParams::default(), &body)
+            .await;
+        match result {
+            Ok(_) => {
+                tried.end = End::Evicted;
+                return tried;
+            }
+            Err(kube::Error::Api(e)) if e.code == 404 => {
+                tried.end = End::Gone;
+                return tried;
+            }
+            // The PodDisruptionBudget refuses for now (eviction.go: 429 TooManyRequests).
+            Err(kube::Error::Api(e)) if e.code == 429 => tried.blocked += 1,
+            Err(e) => {
+                tracing::debug!(pod = %tried.pod, error = %e, "An eviction failed; retrying.");
+                tried.errors += 1;
+            }
+        }
+        // The last attempt is at `stop` itself, so a budget that frees up late still counts.
+        let left: Duration = stop
+            .duration_since(Timestamp::now())
+            .try_into()
+            .unwrap_or(Duration::ZERO);
+        if left.is_zero() {
+            return tried;
+        }
+        tokio::time::sleep(wait.min(left)).await;
+        wait = (wait * 2).min(MAX_RETRY_WAIT);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(grace: Option<i64>) -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": "p", "namespace": "ns"},
+            "spec": {"containers": [], "terminationGracePeriodSeconds": grace},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_grace_period_is_the_pods_own_cut_to_the_deadline() {
+        let now: Timestamp = "2026-11-23T10:00:00Z".parse().unwrap();
+        let stop = Some(now + jiff::SignedDuration::from_secs(100));
+        assert_eq!(grace_seconds(&pod(Some(20)), stop, now), (20, false));
+        assert_eq!(grace_seconds(&pod(None), stop, now), (30, false));
+        assert_eq!(grace_seconds(&pod(Some(600)), stop, now), (100, true));
+        assert_eq!(grace_seconds(&pod(Some(600)), None, now), (600, false));
+        let past = Some(now - jiff::SignedDuration::from_secs(5));
+        assert_eq!(
+            grace_seconds(&pod(Some(20)), past, now),
+            (1, true),
+            "never 0"
+        );
+    }
+}

@@ -1,0 +1,349 @@
+//! The reconciler: everything that takes longer than a message may wait, worked from the
+//! state on each Node ([`super::intent`]) in the kube-runtime `Controller` manner — a Node that
+//! changes, a timer that fires, or a task that ends puts the Node's name on the queue; the
+//! reconciler reads the Node from the cache, asks [`intent::next`] what is owed, and runs at most
+//! one task per Node: admit intents that fell due (scheduled maintenance), or drain.
+//!
+//! A cancel is the message path removing an intent: the Node changes, [`intent::next`] owes
+//! nothing, and a drain still running for it is stopped. Only the leader reconciles; losing
+//! the Lease stops every task, and the next leader starts from the Nodes as they are.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use jiff::Timestamp;
+use tokio::sync::{mpsc, watch};
+use tokio::task::{AbortHandle, JoinSet};
+
+use super::ClusterError;
+use super::intent::{self, DrainState, Work};
+use super::kubernetes::{CONFLICT_ATTEMPTS, Ctx, PatchError};
+use super::plan::EventType;
+use crate::event::Event;
+
+/// The longest wait before a failed task is tried again.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// Which task runs for a Node, so a changed Node that owes the same work keeps its task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Key {
+    Admit,
+    Drain(String),
+}
+
+#[derive(Debug)]
+struct Running {
+    key: Key,
+    abort: AbortHandle,
+    id: tokio::task::Id,
+}
+
+/// What a task hands back: the Node's name and how its step went.
+type Done = (String, Result<(), ClusterError>);
+
+/// The reconciler's state; [`Reconciler::run`] drives it.
+#[derive(Debug)]
+pub(crate) struct Reconciler {
+    ctx: Arc<Ctx>,
+    changes: mpsc::UnboundedReceiver<String>,
+    active: watch::Receiver<bool>,
+    running: HashMap<String, Running>,
+    tasks: JoinSet<Done>,
+    timers: BinaryHeap<Reverse<(Timestamp, String)>>,
+    failures: HashMap<String, u32>,
+}
+
+impl Reconciler {
+    pub(crate) fn new(
+        ctx: Arc<Ctx>,
+        changes: mpsc::UnboundedReceiver<String>,
+        active: watch::Receiver<bool>,
+    ) -> Reconciler {
+        Reconciler {
+            ctx,
+            changes,
+            active,
+            running: HashMap::new(),
+            tasks: JoinSet::new(),
+            timers: BinaryHeap::new(),
+            failures: HashMap::new(),
+        }
+    }
+
+    /// Runs until the Node watch ends.
+    pub(crate) async fn run(mut self) {
+        // A dropped sender means the value never changes again (no election: always active).
+        let mut election = true;
+        loop {
+            if !*self.active.borrow_and_update() {
+                self.stand_by();
+                // Keep draining the change queue so it does not grow while standing by.
+                loop {
+                    tokio::select! {
+                        changed = self.active.changed() => {
+                            if changed.is_err() {
+                                // Standing by for good: nothing will make this replica act.
+                                return;
+                            }
+                            if *self.active.borrow_and_update() {
+                                break;
+                            }
+                        }
+                        name = self.changes.recv() => if name.is_none() { return },
+                    }
+                }
+                tracing::info!("Leading: reconciling every Node from its annotations.");
+                for name in self.ctx.cache.names() {
+                    self.evaluate(&name);
+                }
+                continue;
+            }
+            let next_timer = self.timers.peek().map(|Reverse((at, _))| *at);
+            let sleep = async {
+                match next_timer {
+                    Some(at) => {
+                        let wait = at.duration_since(Timestamp::now());
+                        tokio::time::sleep(wait.try_into().unwrap_or(Duration::ZERO)).await
+                    }
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                changed = self.active.changed(), if election => if changed.is_err() { election = false },
+                name = self.changes.recv() => match name {
+                    Some(name) => self.evaluate(&name),
+                    None => return,
+                },
+                Some(done) = self.tasks.join_next_with_id() => self.finished(done),
+                () = sleep => {
+                    let now = Timestamp::now();
+                    while let Some(Reverse((at, _))) = self.timers.peek() {
+                        if *at > now {
+                            break;
+                        }
+                        if let Some(Reverse((_, name))) = self.timers.pop() {
+                            self.evaluate(&name);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Not the leader: stop every task and forget every timer; the Nodes keep the state.
+    fn stand_by(&mut self) {
+        if !self.running.is_empty() {
+            tracing::info!(
+                tasks = self.running.len(),
+                "Standing by: stopping the reconciler's tasks; the next leader resumes them."
+            );
+        }
+        for (_, running) in self.running.drain() {
+            running.abort.abort();
+        }
+        self.timers.clear();
+        self.failures.clear();
+    }
+
+    fn finished(&mut self, done: Result<(tokio::task::Id, Done), tokio::task::JoinError>) {
+        let (id, name, result) = match done {
+            Ok((id, (name, result))) => (id, name, result),
+            // Aborted (a cancel or a newer task for the Node) or panicked.
+            Err(e) => {
+                if e.is_panic() {
+                    tracing::error!(error = %e, "A reconciler task panicked.");
+                }
+                let id = e.id();
+                let Some(name) = self
+                    .running
+                    .iter()
+                    .find(|(_, r)| r.id == id)
+                    .map(|(n, _)| n.clone())
+                else {
+                    return;
+                };
+                self.running.remove(&name);
+                self.retry_later(&name);
+                return;
+            }
+        };
+        if self.running.get(&name).is_some_and(|r| r.id == id) {
+            self.running.remove(&name);
+        }
+        match result {
+            Ok(()) => {
+                self.failures.remove(&name);
+                self.evaluate(&name);
+            }
+            Err(e) => {
+                tracing::warn!(node = %name, kind = e.kind(), error = %e, "A reconciler step failed; retrying.");
+                self.retry_later(&name);
+            }
+        }
+    }
+
+    fn retry_later(&mut self, name: &str) {
+        let n = self.failures.entry(name.to_owned()).or_insert(0);
+        *n = n.saturating_add(1);
+        let wait = Duration::from_millis(500)
+            .saturating_mul(1 << (*n).min(6))
+            .min(MAX_BACKOFF);
+        let at = Timestamp::now() + jiff::SignedDuration::try_from(wait).unwrap_or_default();
+        self.timers.push(Reverse((at, name.to_owned())));
+    }
+
+    /// Looks at one Node and starts, keeps or stops its task.
+    fn evaluate(&mut self, name: &str) {
+        let Some(view) = self.ctx.cache.get(name) else {
+            self.stop(name, "the Node is gone");
+            return;
+        };
+        let work = intent::next(&view, Timestamp::now());
+        let key = match &work {
+            Work::Idle => {
+                self.stop(name, "nothing is owed any more");
+                return;
+            }
+            Work::Wait(at) => {
+                self.stop(name, "nothing is due yet");
+                self.timers.push(Reverse((*at, name.to_owned())));
+                return;
+            }
+            Work::Admit(_) => Key::Admit,
+            Work::Drain { event, .. } => Key::Drain(event.id.clone()),
+        };
+        if self.running.get(name).is_some_and(|r| r.key == key) {
+            return;
+        }
+        self.stop(name, "other work is owed");
+        let ctx = self.ctx.clone();
+        let node = name.to_owned();
+        let abort = self.tasks.spawn(async move {
+            let result = match work {
+                Work::Admit(patch) => admit_due(&ctx, &node, &patch).await,
+                Work::Drain { event, deadline } => drain(&ctx, &node, &event, deadline).await,
+                Work::Idle | Work::Wait(_) => Ok(()),
+            };
+            (node, result)
+        });
+        let id = abort.id();
+        self.running
+            .insert(name.to_owned(), Running { key, abort, id });
+    }
+
+    fn stop(&mut self, name: &str, why: &str) {
+        if let Some(running) = self.running.remove(name) {
+            tracing::info!(node = %name, why, "Stopped the Node's reconciler task.");
+            running.abort.abort();
+        }
+    }
+}
+
+/// Intents fell due (scheduled maintenance): write their taint, label and cordon.
+async fn admit_due(ctx: &Ctx, node: &str, patch: &serde_json::Value) -> Result<(), ClusterError> {
+    let started = Instant::now();
+    match ctx.patch_node(&ctx.clients.admit, node, patch).await {
+        // A conflict re-read the Node into the cache; the reconciler looks again.
+        Ok(()) | Err(PatchError::Conflict) => {
+            ctx.metrics.action("admit", "ok", started.elapsed());
+            tracing::info!(node = %node, "Scheduled steps fell due; the Node is tainted and cordoned.");
+            Ok(())
+        }
+        Err(PatchError::Failed(e)) => {
+            ctx.metrics.action("admit", "error", started.elapsed());
+            Err(e)
+        }
+    }
+}
+
+/// Drains the Node for `event`'s intent and records how it ended on the Node.
+async fn drain(
+    ctx: &Ctx,
+    node: &str,
+    event: &Event,
+    deadline: Option<Timestamp>,
+) -> Result<(), ClusterError> {
+    let started = Instant::now();
+    let stop = ctx.drainer.stop_at(deadline, Timestamp::now());
+    tracing::info!(node = %node, id = %event.id, until = %stop, "Draining the Node.");
+    let drained = match ctx
+        .drainer
+        .drain(node, stop, deadline.is_some(), &ctx.metrics)
+        .await
+    {
+        Ok(drained) => drained,
+        Err(e) => {
+            ctx.metrics.action("drain", "error", started.elapsed());
+            return Err(e);
+        }
+    };
+    let state = DrainState::new(&event.id, Timestamp::now(), drained.left.clone());
+    let mut written = false;
+    for _ in 0..CONFLICT_ATTEMPTS {
+        // An annotation alone: no precondition, so a conflict cannot happen; the loop is for
+        // the same code path as every other write.
+        match ctx
+            .patch_node(&ctx.clients.drain, node, &state.patch())
+            .await
+        {
+            Ok(()) => {
+                written = true;
+                break;
+            }
+            Err(PatchError::Conflict) => continue,
+            Err(PatchError::Failed(e)) => {
+                ctx.metrics.action("drain", "error", started.elapsed());
+                return Err(e);
+            }
+        }
+    }
+    let view = ctx.cache.get(node).unwrap_or_default();
+    if !drained.shortened.is_empty() {
+        let note = format!(
+            "Grace periods cut to fit the deadline for: {}",
+            drained.shortened.join(", ")
+        );
+        ctx.record_later(
+            &view,
+            event,
+            "GracePeriodShortened",
+            EventType::Warning,
+            Some(note),
+        );
+    }
+    if !drained.forced.is_empty() {
+        let note = format!(
+            "Pods deleted past the deadline (force_after_deadline): {}",
+            drained.forced.join(", ")
+        );
+        ctx.record_later(&view, event, "DrainForced", EventType::Warning, Some(note));
+    }
+    if drained.left.is_empty() {
+        ctx.metrics.action("drain", "ok", started.elapsed());
+        tracing::info!(node = %node, id = %event.id, evicted = drained.evicted, "Drained the Node.");
+    } else {
+        ctx.metrics.action("drain", "incomplete", started.elapsed());
+        ctx.metrics.drain_deadline_missed();
+        tracing::warn!(node = %node, id = %event.id, evicted = drained.evicted, left = %drained.left.join(", "), "The drain did not finish before the deadline.");
+        let note = format!(
+            "Pods not evicted before the deadline: {}",
+            drained.left.join(", ")
+        );
+        ctx.record_later(
+            &view,
+            event,
+            "DrainIncomplete",
+            EventType::Warning,
+            Some(note),
+        );
+    }
+    if written {
+        Ok(())
+    } else {
+        Err(ClusterError::Conflict {
+            attempts: CONFLICT_ATTEMPTS,
+        })
+    }
+}
