@@ -10,13 +10,21 @@
 
 FROM rust:1-bookworm AS build
 WORKDIR /src
-# Only what `cargo build` reads (see .dockerignore).
+# Only what `cargo build` reads (see .dockerignore): the package, the samples compiled into the
+# binary, and the manifests and sources of the workspace's two test crates, without which cargo
+# cannot load the workspace or check Cargo.lock. Only the router's binary is built.
+# scripts/check-image-context checks these lines against .dockerignore without a container engine.
 COPY Cargo.toml Cargo.lock README.md ./
 COPY src ./src
 COPY benches ./benches
+COPY examples ./examples
+COPY tests/fake-apiserver/Cargo.toml ./tests/fake-apiserver/
+COPY tests/fake-apiserver/src ./tests/fake-apiserver/src
+COPY tests/fake-servicebus/Cargo.toml ./tests/fake-servicebus/
+COPY tests/fake-servicebus/src ./tests/fake-servicebus/src
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked \
+    cargo build --release --locked --package eviction-router --bin eviction-router \
     && install -D -m 0755 target/release/eviction-router /out/eviction-router
 
 FROM gcr.io/distroless/cc-debian12:nonroot

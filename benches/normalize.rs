@@ -1,5 +1,5 @@
 //! Throughput of `normalize` against a bare `serde_json::from_slice::<Value>` of the same bytes,
-//! per provider (DESIGN section 7: the ratio must be at least 1.0).
+//! per provider (docs/design.md §7: the ratio must be at least 1.0).
 //!
 //! Run: `cargo bench --bench normalize`. Each group holds both functions over the same set of
 //! verbatim fixtures, so criterion's throughput figures compare directly.

@@ -1,4 +1,4 @@
-//! What to do to a Node for an event: DESIGN section 4 as a pure function from event to steps.
+//! What to do to a Node for an event: docs/design.md §4 as a pure function from event to steps.
 //! The Kubernetes executor and the dry run both take their steps from here.
 
 use std::fmt;
@@ -159,7 +159,7 @@ impl Switches {
     }
 }
 
-/// The actions per kind; the defaults are DESIGN section 4.
+/// The actions per kind; the defaults are docs/design.md §4.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Actions {

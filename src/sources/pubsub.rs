@@ -1,5 +1,5 @@
 //! The GCP Pub/Sub source: a streaming pull on the subscription a Cloud Logging sink feeds,
-//! through `google-cloud-pubsub`'s `Subscriber`, with outcomes mapped per DESIGN section 2:
+//! through `google-cloud-pubsub`'s `Subscriber`, with outcomes mapped per docs/design.md §2:
 //!
 //! | outcome | call |
 //! |---|---|

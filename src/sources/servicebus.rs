@@ -1,5 +1,5 @@
 //! The Azure Service Bus source: peek-lock receive from the queue Event Grid delivers to, with
-//! outcomes mapped per DESIGN section 2:
+//! outcomes mapped per docs/design.md §2:
 //!
 //! | outcome | call |
 //! |---|---|
@@ -159,7 +159,7 @@ impl ServiceBusSource {
                 self.settle_call("complete", result);
             }
             // Poison is abandoned too: the queue's MaxDeliveryCount dead-letters it, where an
-            // operator can inspect it (DESIGN section 2).
+            // operator can inspect it (docs/design.md §2).
             Outcome::Retry | Outcome::Poison => {
                 let result = self.queue.abandon(&locked).await;
                 self.settle_call("abandon", result);

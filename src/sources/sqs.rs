@@ -1,5 +1,5 @@
 //! The AWS SQS source: long-polls the queue EventBridge delivers to, hands each message to the
-//! router, and maps the outcome to SQS calls (DESIGN section 2):
+//! router, and maps the outcome to SQS calls (docs/design.md §2):
 //!
 //! | outcome | call |
 //! |---|---|

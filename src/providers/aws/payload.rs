@@ -1,7 +1,7 @@
 //! AWS: an SQS message body (an EventBridge envelope, or an ASG lifecycle hook posted straight to
 //! SQS) → normalised events. Pure: bytes in, [`Parsed`] out.
 //!
-//! The mapping is DESIGN section 3.1. `details` carries, per kind:
+//! The mapping is docs/design.md §3.1. `details` carries, per kind:
 //! - drill events (source `eviction-router.drill`): `"drill": true`;
 //! - AWS Health: `health_event_arn`, `event_type_code`, `status_code`;
 //! - ASG lifecycle actions: `lifecycle_hook_name`, `lifecycle_action_token`,

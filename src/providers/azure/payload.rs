@@ -1,7 +1,7 @@
 //! Azure: one Event Grid event (Service Bus body) or an array of them (webhook body), in the
 //! Event Grid schema or CloudEvents 1.0 → normalised events. Pure: bytes in, [`Parsed`] out.
 //!
-//! The mapping is DESIGN section 3.2. `details` carries, per signal:
+//! The mapping is docs/design.md §3.2. `details` carries, per signal:
 //! - scheduled events: `scheduled_event_id`, `scheduled_event_type`, `event_source`,
 //!   `duration_seconds`, `description`;
 //! - Resource Health annotations: `annotation_name`, `reason`, `context`, `category`.

@@ -1,13 +1,20 @@
 //! GCP: a Cloud Audit `LogEntry` as a logging sink publishes it to Pub/Sub (the message data),
 //! or wrapped in the Pub/Sub push envelope → normalised events. Pure: bytes in, [`Parsed`] out.
 //!
-//! The mapping is DESIGN section 3.3. `details` carries, for maintenance, `maintenance_type`
+//! The mapping is docs/design.md §3.3. `details` carries, for maintenance, `maintenance_type`
 //! (SCHEDULED, UNSCHEDULED) and `can_reschedule` where the entry has them, and for every entry
 //! the `operation_id` of the system event.
+//!
+//! A LogEntry with a `textPayload` or `jsonPayload` instead of a `protoPayload` is not an audit
+//! log entry (a sink filter broader than the one `infra/gcp` writes lets such entries through):
+//! it is ignored as `unknown_type`, not rejected.
+
+use std::fmt;
 
 use base64::Engine as _;
 use jiff::{SignedDuration, Timestamp};
 use serde::Deserialize;
+use serde::de::{self, Deserializer, Visitor};
 use serde_json::{Map, Value};
 
 use crate::event::{Event, EventData, Instance, Kind, Provider, Status};
@@ -41,6 +48,14 @@ struct Entry<'a> {
     resource: Option<Resource<'a>>,
     #[serde(rename = "protoPayload", borrow)]
     proto_payload: Option<AuditLog<'a>>,
+    /// The payload of a text entry: not an audit log.
+    #[serde(rename = "textPayload", borrow)]
+    text_payload: Option<Str<'a>>,
+    /// Whether the entry has a `jsonPayload` object (its content is not read): not an audit log.
+    #[serde(rename = "jsonPayload", deserialize_with = "json_object", default)]
+    json_payload: Option<()>,
+    #[serde(rename = "logName", borrow, deserialize_with = "wire::loose", default)]
+    log_name: Option<Str<'a>>,
     #[serde(borrow)]
     operation: Option<Operation<'a>>,
     #[serde(borrow, deserialize_with = "wire::loose_object", default)]
@@ -145,9 +160,9 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed, ParseError> {
 }
 
 fn log_entry(entry: Entry<'_>) -> Result<Parsed, ParseError> {
-    let payload = entry
-        .proto_payload
-        .ok_or(ParseError::MissingField("protoPayload"))?;
+    let Some(payload) = entry.proto_payload else {
+        return not_audit_log(&entry);
+    };
     let method = required("protoPayload.methodName", payload.method_name)?;
     let kind = match &*method {
         PREEMPTED => Kind::Interruption,
@@ -231,6 +246,58 @@ fn log_entry(entry: Entry<'_>) -> Result<Parsed, ParseError> {
     }
     data.details = details;
     Ok(Parsed::event(Event::new(id.into_owned(), data)))
+}
+
+/// An entry without `protoPayload`. A text or JSON entry (a container's stdout, a firewall log,
+/// ...) is valid but not an audit log: ignored, with its log named so that an operator can narrow
+/// the sink's filter. An object with none of the three payloads is no LogEntry: malformed.
+fn not_audit_log(entry: &Entry<'_>) -> Result<Parsed, ParseError> {
+    let payload = if entry.text_payload.is_some() {
+        "textPayload"
+    } else if entry.json_payload.is_some() {
+        "jsonPayload"
+    } else {
+        return Err(ParseError::MissingField("protoPayload"));
+    };
+    let log: String = entry
+        .log_name
+        .as_deref()
+        .unwrap_or("(none)")
+        .chars()
+        .take(200)
+        .collect();
+    Ok(Parsed::ignored(
+        IgnoreReason::UnknownType,
+        format!("not an audit log entry: `{payload}` of log `{log}`"),
+    ))
+}
+
+/// For `#[serde(deserialize_with = "json_object", default)]`: `Some(())` for a JSON object (its
+/// members skipped unread), `None` for `null`; any other value is the wrong type.
+fn json_object<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<()>, D::Error> {
+    struct ObjectVisitor;
+
+    impl<'de> Visitor<'de> for ObjectVisitor {
+        type Value = Option<()>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a JSON object")
+        }
+
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            while map
+                .next_entry::<de::IgnoredAny, de::IgnoredAny>()?
+                .is_some()
+            {}
+            Ok(Some(()))
+        }
+    }
+
+    deserializer.deserialize_any(ObjectVisitor)
 }
 
 /// Window, status and type of an upcoming-maintenance entry.
@@ -341,6 +408,69 @@ mod tests {
     fn bad_base64_in_a_push_envelope_is_an_error() {
         let err = parse(br#"{"message":{"data":"%%%"},"subscription":"s"}"#).unwrap_err();
         assert_eq!(err.kind(), "invalid_value", "{err}");
+    }
+
+    #[test]
+    fn text_and_json_entries_are_ignored_as_not_audit_logs() {
+        let text = br#"{"insertId":"1x2y3z","textPayload":"GET /healthz 200\n",
+            "resource":{"type":"k8s_container","labels":{"project_id":"p1","location":"europe-west1",
+            "cluster_name":"c1","namespace_name":"default","pod_name":"web-1","container_name":"web"}},
+            "timestamp":"2026-01-01T00:00:00.123456789Z","severity":"INFO",
+            "logName":"projects/p1/logs/stdout","receiveTimestamp":"2026-01-01T00:00:01Z"}"#;
+        let parsed = parse(text).unwrap();
+        assert!(parsed.events.is_empty());
+        assert_eq!(parsed.ignored.len(), 1);
+        assert_eq!(parsed.ignored[0].reason, IgnoreReason::UnknownType);
+        assert!(
+            parsed.ignored[0].detail.contains("textPayload")
+                && parsed.ignored[0].detail.contains("projects/p1/logs/stdout"),
+            "{}",
+            parsed.ignored[0]
+        );
+
+        let json = br#"{"insertId":"4a","jsonPayload":{"message":"hi","nested":{"a":[1,2]}},
+            "resource":{"type":"gce_instance","labels":{"instance_id":"1","zone":"us-east1-d"}},
+            "timestamp":"2026-01-01T00:00:00Z"}"#;
+        let parsed = parse(json).unwrap();
+        assert_eq!(parsed.ignored[0].reason, IgnoreReason::UnknownType);
+        assert!(parsed.ignored[0].detail.contains("jsonPayload"));
+        assert!(parsed.ignored[0].detail.contains("(none)"));
+
+        // Wrapped in a push envelope, the same.
+        let data = base64::engine::general_purpose::STANDARD.encode(&json[..]);
+        let push =
+            format!(r#"{{"message":{{"data":"{data}","messageId":"1"}},"subscription":"s"}}"#);
+        let parsed = parse(push.as_bytes()).unwrap();
+        assert_eq!(parsed.ignored[0].reason, IgnoreReason::UnknownType);
+    }
+
+    #[test]
+    fn entries_that_are_no_log_entry_or_have_payloads_of_the_wrong_type_are_malformed() {
+        for (body, kind) in [
+            (
+                &br#"{"insertId":"x","timestamp":"2026-01-01T00:00:00Z"}"#[..],
+                "missing_field",
+            ),
+            (br#"{}"#, "missing_field"),
+            (
+                br#"{"protoPayload":null,"jsonPayload":null}"#,
+                "missing_field",
+            ),
+            (
+                br#"{"protoPayload":"compute.instances.preempted"}"#,
+                "shape",
+            ),
+            (br#"{"protoPayload":{"methodName":["x"]}}"#, "shape"),
+            (br#"{"textPayload":{"a":1}}"#, "shape"),
+            (br#"{"jsonPayload":"text"}"#, "shape"),
+            (br#"{"jsonPayload":[1]}"#, "shape"),
+            (br#"["not", "an", "object"]"#, "shape"),
+            (br#"42"#, "shape"),
+            (br#"{"textPayload":"#, "json"),
+        ] {
+            let err = parse(body).unwrap_err();
+            assert_eq!(err.kind(), kind, "{}: {err}", String::from_utf8_lossy(body));
+        }
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! touching the source loop or the router.
 //!
 //! The crate turns no status of a peek-lock into an error (an empty queue is `Ok` with 204, and
-//! so are 401 and 410), so every status is checked here: DESIGN section 6 and the Service Bus
+//! so are 401 and 410), so every status is checked here: docs/design.md §6 and the Service Bus
 //! REST reference ("Peek-Lock Message (Non-Destructive Read)": 201 message, 204 none, 401
 //! unauthorized, 410 queue does not exist, 403 quota exceeded, 429/503 throttled).
 
