@@ -1,11 +1,12 @@
 //! The HTTP server: `/metrics`, `/healthz`, `/readyz`, and, when their sources are configured,
 //! `POST /v1/ingest/<provider>` and the Event Grid webhook `/v1/eventgrid`
-//! ([`crate::sources::eventgrid`]).
+//! ([`crate::providers::azure::eventgrid`]).
 //!
 //! Ingest answers with the message's outcome: 200 for handled or ignored, 400 for a malformed
 //! body (poison), 413 over the size limit, 503 when it should be sent again (retry, or the router
 //! is shutting down).
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -16,6 +17,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use jiff::Timestamp;
+use serde::Deserialize;
 use tokio::sync::mpsc;
 
 use crate::ack::{Delivery, Outcome};
@@ -23,7 +25,31 @@ use crate::event::Provider;
 use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::providers::MAX_MESSAGE_BYTES;
-use crate::sources::eventgrid::{self, EventGrid};
+use crate::providers::azure::eventgrid::{self, EventGrid};
+
+/// `server:`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address of the HTTP server.
+    pub listen: SocketAddr,
+    /// How long a source may stay unhealthy before `/readyz` reports not ready.
+    pub readiness_grace_seconds: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            readiness_grace_seconds: 60,
+        }
+    }
+}
+
+/// `type: http_ingest`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpIngestConfig {}
 
 /// What the handlers share.
 #[derive(Debug, Clone)]

@@ -29,11 +29,11 @@ pub enum ServiceError {
     /// The Pub/Sub source could not be set up.
     #[cfg(feature = "gcp")]
     #[error(transparent)]
-    PubSub(#[from] crate::sources::pubsub::PubSubError),
+    PubSub(#[from] crate::providers::gcp::pubsub::PubSubError),
     /// The Service Bus source could not be set up.
     #[cfg(feature = "azure")]
     #[error("cannot set up the Service Bus source: {0}")]
-    ServiceBus(#[from] crate::sources::servicebus::rest::SetupError),
+    ServiceBus(#[from] crate::providers::azure::servicebus::rest::SetupError),
     /// A configured source is not available in this build.
     #[error("source type `{0}` is not available in this version of eviction-router")]
     SourceUnavailable(&'static str),
@@ -99,7 +99,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Serv
         match source {
             SourceConfig::HttpIngest(_) => ingest = Some(tx.clone()),
             SourceConfig::AzureEventGridWebhook(webhook) => {
-                eventgrid = Some(crate::sources::eventgrid::EventGrid::new(
+                eventgrid = Some(crate::providers::azure::eventgrid::EventGrid::new(
                     webhook,
                     tx.clone(),
                     metrics.clone(),
@@ -107,7 +107,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Serv
             }
             #[cfg(feature = "aws")]
             SourceConfig::AwsSqs(sqs) => {
-                let source = crate::sources::sqs::SqsSource::new(
+                let source = crate::providers::aws::sqs::SqsSource::new(
                     sqs.clone(),
                     metrics.clone(),
                     health.clone(),
@@ -120,7 +120,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Serv
             }
             #[cfg(feature = "gcp")]
             SourceConfig::GcpPubsub(pubsub) => {
-                let source = crate::sources::pubsub::PubSubSource::new(
+                let source = crate::providers::gcp::pubsub::PubSubSource::new(
                     pubsub.clone(),
                     metrics.clone(),
                     health.clone(),
@@ -133,7 +133,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Serv
             }
             #[cfg(feature = "azure")]
             SourceConfig::AzureServiceBus(sb) => {
-                let source = crate::sources::servicebus::ServiceBusSource::new(
+                let source = crate::providers::azure::servicebus::ServiceBusSource::new(
                     sb.clone(),
                     metrics.clone(),
                     health.clone(),

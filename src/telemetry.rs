@@ -3,9 +3,8 @@
 
 use std::io::IsTerminal;
 
+use serde::Deserialize;
 use tracing_subscriber::EnvFilter;
-
-use crate::config::LogFormat;
 
 /// Installs the global subscriber; `default_level` applies when `RUST_LOG` is unset. A second call
 /// is a no-op.
@@ -29,4 +28,25 @@ pub fn init(format: LogFormat, default_level: &str) {
     } else {
         builder.try_init()
     };
+}
+
+/// `log:`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `json`, `pretty`, or `auto` (pretty on a terminal, JSON otherwise).
+    pub format: LogFormat,
+}
+
+/// `log.format`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Pretty on a terminal, JSON otherwise.
+    #[default]
+    Auto,
+    /// One JSON object per line.
+    Json,
+    /// Human-readable.
+    Pretty,
 }

@@ -2,7 +2,7 @@
 
 mod demo;
 #[cfg(any(feature = "aws", feature = "azure", feature = "gcp"))]
-mod inject;
+pub(crate) mod inject;
 mod normalize;
 mod service;
 

@@ -4,12 +4,13 @@
 //! outcome retry); a best-effort sink takes events into a bounded queue and never blocks an
 //! acknowledgement: when its queue is full, the event is dropped for that sink and counted.
 
+pub mod config;
 mod stdout;
 pub mod webhook;
 
 use std::sync::Arc;
 
-use crate::config::SinkConfig;
+use self::config::SinkConfig;
 use crate::event::Event;
 use crate::metrics::Metrics;
 

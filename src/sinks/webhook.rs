@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::SinkError;
-use crate::config::WebhookSinkConfig;
+use super::config::WebhookSinkConfig;
 use crate::metrics::Metrics;
 
 /// The content type of a structured-mode CloudEvent.

@@ -1,14 +1,8 @@
 //! Sources: each reads one cloud's queue and hands the router [`Delivery`](crate::ack::Delivery)s,
-//! mapping every [`Outcome`](crate::ack::Outcome) to its own acknowledgement call. The HTTP ingest
-//! source lives in [`crate::server`]; the Event Grid webhook ([`eventgrid`]) is served there too.
-
-pub mod eventgrid;
-#[cfg(feature = "gcp")]
-pub mod pubsub;
-#[cfg(feature = "azure")]
-pub mod servicebus;
-#[cfg(feature = "aws")]
-pub mod sqs;
+//! mapping every [`Outcome`](crate::ack::Outcome) to its own acknowledgement call. Each cloud's
+//! sources live with it under [`crate::providers`] (SQS in `aws`, Service Bus and the Event Grid
+//! webhook in `azure`, Pub/Sub in `gcp`); this module holds what they share. The HTTP ingest
+//! source lives in [`crate::server`]; the Event Grid webhook is served there too.
 
 use std::time::Duration;
 

@@ -1,3 +1,8 @@
 //! Amazon Web Services: EventBridge events delivered to an SQS queue.
 
+pub mod config;
+#[cfg(feature = "aws")]
+pub mod drill;
 pub mod payload;
+#[cfg(feature = "aws")]
+pub mod sqs;

@@ -23,12 +23,12 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::Backoff;
+use super::config::SqsConfig;
 use crate::ack::{Delivery, Pending};
-use crate::config::SqsConfig;
 use crate::event::Provider;
 use crate::health::Health;
 use crate::metrics::Metrics;
+use crate::sources::{Backoff, settle_in_flight};
 
 /// The health component name of this source.
 pub const COMPONENT: &str = "aws_sqs";
@@ -98,7 +98,7 @@ impl SqsSource {
         drop(tx);
         drop(delete_tx);
         // Every poller returns its in-flight settle tasks once it stops receiving.
-        super::settle_in_flight(pollers, grace, &release, "SQS").await;
+        settle_in_flight(pollers, grace, &release, "SQS").await;
         backlog.abort();
         let _ = deleter.await;
     }

@@ -21,8 +21,8 @@ use jiff::Timestamp;
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
+use super::config::EventGridWebhookConfig;
 use crate::ack::{Delivery, Outcome};
-use crate::config::EventGridWebhookConfig;
 use crate::event::Provider;
 use crate::metrics::Metrics;
 
@@ -121,7 +121,7 @@ pub async fn post(
             return grid.refuse("too_large", StatusCode::PAYLOAD_TOO_LARGE, &message);
         }
     };
-    if let Some(code) = crate::providers::azure::payload::validation_code(&body) {
+    if let Some(code) = super::payload::validation_code(&body) {
         grid.metrics
             .webhook_request("validated", 200, "Event Grid schema handshake");
         let answer = serde_json::json!({ "validationResponse": code }).to_string();

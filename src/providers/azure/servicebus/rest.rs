@@ -15,7 +15,7 @@ use azure_messaging_servicebus::service_bus::{
 };
 
 use super::transport::{EntraToken, Transport};
-use crate::config::{ConnectionString, ServiceBusAuth, ServiceBusConfig};
+use crate::providers::azure::config::{ConnectionString, ServiceBusAuth, ServiceBusConfig};
 
 /// A Service Bus call that failed. `kind()` is the metric-safe name.
 #[derive(Debug, thiserror::Error)]

@@ -26,12 +26,12 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use self::rest::{Locked, Queue, ServiceBusError, SetupError};
-use super::Backoff;
+use super::config::ServiceBusConfig;
 use crate::ack::{Delivery, Outcome, Pending};
-use crate::config::ServiceBusConfig;
 use crate::event::Provider;
 use crate::health::Health;
 use crate::metrics::Metrics;
+use crate::sources::{Backoff, settle_in_flight};
 
 /// The health component name of this source.
 pub const COMPONENT: &str = "azure_service_bus";
@@ -81,7 +81,7 @@ impl ServiceBusSource {
             ));
         }
         drop(tx);
-        super::settle_in_flight(receivers, grace, &release, "Service Bus").await;
+        settle_in_flight(receivers, grace, &release, "Service Bus").await;
     }
 
     async fn receive_loop(

@@ -34,12 +34,12 @@ use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::Backoff;
+use super::config::PubSubConfig;
 use crate::ack::{Delivery, Pending};
-use crate::config::PubSubConfig;
 use crate::event::Provider;
 use crate::health::Health;
 use crate::metrics::Metrics;
+use crate::sources::{Backoff, settle_within};
 
 /// The health component name of this source.
 pub const COMPONENT: &str = "gcp_pubsub";
@@ -272,7 +272,7 @@ impl PubSubSource {
             stream = self.stream().await;
         }
         watchdog.abort();
-        super::settle_within(settling, grace, &release, "Pub/Sub").await;
+        settle_within(settling, grace, &release, "Pub/Sub").await;
         // Send the pending acks and nacks before the process exits.
         retire(&mut retiring, stream.take());
         if tokio::time::timeout(grace, async {
