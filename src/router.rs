@@ -4,6 +4,8 @@
 //! at once, each within the per-message timeout. On shutdown the channel is closed by the
 //! sources, and what is in flight finishes (or is dropped, which counts as retry).
 
+pub mod config;
+
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -11,9 +13,9 @@ use jiff::Timestamp;
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 
+use self::config::RouterConfig;
 use crate::ack::{Delivery, Outcome};
 use crate::cluster::{Applied, Cluster};
-use crate::config::RouterConfig;
 use crate::dedupe::{Dedupe, Seen};
 use crate::event::{Event, Provider};
 use crate::metrics::Metrics;
@@ -271,12 +273,15 @@ pub async fn serve(router: Arc<Router>, mut rx: mpsc::Receiver<Delivery>, concur
     let permits = Arc::new(Semaphore::new(concurrency));
     let mut handlers = JoinSet::new();
     while let Some(delivery) = rx.recv().await {
+        // From here until its handler ends, Events and drains give way to this delivery's admit.
+        let admitting = router.cluster.admitting();
         let Ok(permit) = permits.clone().acquire_owned().await else {
             break;
         };
         let router = router.clone();
         handlers.spawn(async move {
             router.handle(delivery).await;
+            drop(admitting);
             drop(permit);
         });
         // Reap finished handlers so the set does not grow with the message count.

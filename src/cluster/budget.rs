@@ -7,10 +7,17 @@
 //! is served only when no waiter of a higher priority is queued, so in a pool-wide reclaim every
 //! notified Node is cordoned before the budget is spent on evictions; within a priority it is
 //! first come, first served. A waiter that gives up (its future is dropped) costs nothing.
+//!
+//! Queues alone are not enough in a burst: the first notices find the bucket full and take
+//! their tokens at once, and the drains their admits start would too, before the next notices
+//! reach the budget. So the router holds an [`Admitting`] guard from the moment it takes a
+//! delivery until its admit is done, and while any is held, Events and drains wait even for
+//! tokens that are free: no eviction starts while a notified Node may still be schedulable.
 
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -48,7 +55,22 @@ pub struct Budget {
     rate: f64,
     burst: f64,
     state: Option<Arc<Mutex<State>>>,
+    /// Deliveries taken and not yet admitted ([`Admitting`] guards alive).
+    admitting: Arc<AtomicUsize>,
 }
+
+/// Held while a delivery is on its way to its admit: lower priorities wait meanwhile.
+#[derive(Debug)]
+pub struct Admitting(Arc<AtomicUsize>);
+
+impl Drop for Admitting {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// How often a dispatcher with only lower-priority waiters looks whether the admits are done.
+const ADMIT_POLL: Duration = Duration::from_millis(5);
 
 impl Budget {
     /// `rate` requests per second with bursts of `burst`; a rate of 0 is no limit.
@@ -65,7 +87,18 @@ impl Budget {
             rate: f64::from(rate),
             burst: f64::from(burst.max(1)),
             state,
+            admitting: Arc::new(AtomicUsize::new(0)),
         }
+    }
+
+    /// A delivery is on its way to an admit: Events and drains wait until it is dropped.
+    pub fn admitting(&self) -> Admitting {
+        self.admitting.fetch_add(1, Ordering::AcqRel);
+        Admitting(self.admitting.clone())
+    }
+
+    fn held(&self, priority: Priority) -> bool {
+        priority > Priority::Admit && self.admitting.load(Ordering::Acquire) > 0
     }
 
     /// No limit at all.
@@ -93,7 +126,7 @@ impl Budget {
             let mut s = Budget::lock(state);
             self.refill(&mut s, Instant::now());
             let ahead = s.queues[..=priority as usize].iter().any(|q| !q.is_empty());
-            if !ahead && s.tokens >= 1.0 {
+            if !ahead && !self.held(priority) && s.tokens >= 1.0 {
                 s.tokens -= 1.0;
                 return;
             }
@@ -119,7 +152,10 @@ impl Budget {
                 let mut s = Budget::lock(&state);
                 self.refill(&mut s, Instant::now());
                 while s.tokens >= 1.0 {
-                    let Some(waiter) = s.queues.iter_mut().find_map(VecDeque::pop_front) else {
+                    let held = self.admitting.load(Ordering::Acquire) > 0;
+                    let open = if held { 1 } else { PRIORITIES };
+                    let Some(waiter) = s.queues[..open].iter_mut().find_map(VecDeque::pop_front)
+                    else {
                         break;
                     };
                     // A waiter that went away takes nothing.
@@ -131,7 +167,12 @@ impl Budget {
                     s.dispatching = false;
                     return;
                 }
-                Duration::from_secs_f64(((1.0 - s.tokens) / self.rate).max(0.000_5))
+                if s.tokens >= 1.0 {
+                    // Tokens are there, but only for waiters held back by admits in progress.
+                    ADMIT_POLL
+                } else {
+                    Duration::from_secs_f64(((1.0 - s.tokens) / self.rate).max(0.000_5))
+                }
             };
             tokio::time::sleep(wait).await;
         }
@@ -293,6 +334,30 @@ mod tests {
         // One token after 100 ms: it went to this waiter, not the one that left.
         assert!(Instant::now() - start <= Duration::from_millis(100));
         assert_eq!(budget.waiting(), [0, 0, 0]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn while_a_delivery_is_admitting_drains_wait_even_for_free_tokens() {
+        let budget = Budget::new(100, 300);
+        let guard = budget.admitting();
+        let drained = Arc::new(Mutex::new(false));
+        let task = {
+            let (budget, drained) = (budget.clone(), drained.clone());
+            tokio::spawn(async move {
+                budget.acquire(Priority::Drain).await;
+                *drained.lock().unwrap() = true;
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(
+            !*drained.lock().unwrap(),
+            "a drain went while an admit was pending"
+        );
+        budget.acquire(Priority::Admit).await;
+        assert!(!*drained.lock().unwrap());
+        drop(guard);
+        task.await.unwrap();
+        assert!(*drained.lock().unwrap());
     }
 
     #[tokio::test]

@@ -13,6 +13,7 @@
 //!
 //! RBAC: `pods` list; `pods/eviction` create; `pods` delete only with `force_after_deadline`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::Timestamp;
@@ -20,7 +21,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
-use tokio::task::JoinSet;
+use tokio::sync::Semaphore;
 
 use super::ClusterError;
 use crate::metrics::Metrics;
@@ -55,7 +56,14 @@ pub struct Drainer {
     pub timeout: Duration,
     /// Delete what is left at the stop.
     pub force_after_deadline: bool,
+    /// Calls in flight for every drain together. A call waiting for the budget holds its whole
+    /// request; a thousand drains would hold thousands of them. Waiting here costs a few bytes.
+    pub in_flight: Arc<Semaphore>,
 }
+
+/// How many drain calls (pod lists, evictions, deletes) are in flight at once, across Nodes:
+/// far above what the default budget of 200/s needs on any API server's latency.
+pub const IN_FLIGHT: usize = 64;
 
 impl std::fmt::Debug for Drainer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -127,44 +135,68 @@ impl Drainer {
         metrics: &Metrics,
     ) -> Result<Drained, ClusterError> {
         let pods: Api<Pod> = Api::all(self.client.clone());
-        let list = pods
-            .list(&ListParams::default().fields(&format!("spec.nodeName={node}")))
-            .await
-            .map_err(|e| ClusterError::api("list the Node's pods", e))?;
+        let list = {
+            let _permit = self.in_flight.acquire().await;
+            pods.list(&ListParams::default().fields(&format!("spec.nodeName={node}")))
+                .await
+                .map_err(|e| ClusterError::api("list the Node's pods", e))?
+        };
         let mut drained = Drained::default();
-        let mut evictions = JoinSet::new();
         let now = Timestamp::now();
+        let mut pending: Vec<Pending> = Vec::new();
         for pod in list.items.into_iter().filter(evictable) {
-            let (Some(ns), name) = (pod.namespace(), pod.name_any()) else {
+            let (Some(namespace), name) = (pod.namespace(), pod.name_any()) else {
                 continue;
             };
             let (grace, cut) = grace_seconds(&pod, has_deadline.then_some(stop), now);
             if cut {
-                drained.shortened.push(format!("{ns}/{name}"));
+                drained.shortened.push(format!("{namespace}/{name}"));
             }
-            let api: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
-            evictions.spawn(evict_until(api, ns, name, grace, stop));
+            pending.push(Pending {
+                namespace,
+                name,
+                grace,
+            });
         }
-        let mut blocked = Vec::new();
-        while let Some(done) = evictions.join_next().await {
-            let Ok(done) = done else {
-                continue;
-            };
-            for _ in 0..done.blocked {
-                metrics.eviction("pdb_blocked");
-            }
-            for _ in 0..done.errors {
-                metrics.eviction("error");
-            }
-            match done.end {
-                End::Evicted => {
-                    metrics.eviction("evicted");
-                    drained.evicted += 1;
+        // Rounds: every pod still there is tried once, one at a time (the drains of other
+        // Nodes run beside this one); then a wait, doubled each round, until `stop`, where the
+        // last round runs. One request in flight per drain keeps a burst of a thousand drains
+        // small in memory; the budget, not this loop, sets the pace.
+        let mut wait = FIRST_RETRY_WAIT;
+        loop {
+            let mut still = Vec::with_capacity(pending.len());
+            for pod in pending {
+                match self.evict(&pod).await {
+                    Attempt::Evicted => {
+                        metrics.eviction("evicted");
+                        drained.evicted += 1;
+                    }
+                    Attempt::Gone => {}
+                    Attempt::Blocked => {
+                        metrics.eviction("pdb_blocked");
+                        still.push(pod);
+                    }
+                    Attempt::Failed => {
+                        metrics.eviction("error");
+                        still.push(pod);
+                    }
                 }
-                End::Gone => {}
-                End::Left => blocked.push(done.pod),
             }
+            pending = still;
+            let left: Duration = stop
+                .duration_since(Timestamp::now())
+                .try_into()
+                .unwrap_or(Duration::ZERO);
+            if pending.is_empty() || left.is_zero() {
+                break;
+            }
+            tokio::time::sleep(wait.min(left)).await;
+            wait = (wait * 2).min(MAX_RETRY_WAIT);
         }
+        let mut blocked: Vec<String> = pending
+            .iter()
+            .map(|p| format!("{}/{}", p.namespace, p.name))
+            .collect();
         blocked.sort();
         if self.force_after_deadline {
             for pod in &blocked {
@@ -176,6 +208,7 @@ impl Drainer {
                     grace_period_seconds: Some(0),
                     ..DeleteParams::default()
                 };
+                let _permit = self.in_flight.acquire().await;
                 match api.delete(name, &params).await {
                     Ok(_) => drained.forced.push(pod.clone()),
                     Err(kube::Error::Api(e)) if e.code == 404 => drained.forced.push(pod.clone()),
@@ -191,72 +224,46 @@ impl Drainer {
     }
 }
 
-/// How the evictions of one pod went.
-struct Tried {
-    pod: String,
-    end: End,
-    /// 429 answers (a PodDisruptionBudget).
-    blocked: u32,
-    /// Other failures.
-    errors: u32,
-}
-
-enum End {
-    Evicted,
-    Gone,
-    Left,
-}
-
-async fn evict_until(
-    api: Api<Pod>,
-    ns: String,
+/// A pod the drain still has to evict.
+#[derive(Debug)]
+struct Pending {
+    namespace: String,
     name: String,
     grace: i64,
-    stop: Timestamp,
-) -> Tried {
-    let body = json!({
-        "apiVersion": "policy/v1",
-        "kind": "Eviction",
-        "metadata": { "name": name, "namespace": ns },
-        "deleteOptions": { "gracePeriodSeconds": grace },
-    });
-    let mut tried = Tried {
-        pod: format!("{ns}/{name}"),
-        end: End::Left,
-        blocked: 0,
-        errors: 0,
-    };
-    let mut wait = FIRST_RETRY_WAIT;
-    loop {
+}
+
+/// How one eviction went.
+enum Attempt {
+    Evicted,
+    /// Not found: it went by itself.
+    Gone,
+    /// 429: a PodDisruptionBudget refuses for now (eviction.go: TooManyRequests).
+    Blocked,
+    Failed,
+}
+
+impl Drainer {
+    async fn evict(&self, pod: &Pending) -> Attempt {
+        let _permit = self.in_flight.acquire().await;
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), &pod.namespace);
+        let body = json!({
+            "apiVersion": "policy/v1",
+            "kind": "Eviction",
+            "metadata": { "name": pod.name, "namespace": pod.namespace },
+            "deleteOptions": { "gracePeriodSeconds": pod.grace },
+        });
         let result: Result<serde_json::Value, kube::Error> = api
-            .create_subresource("eviction", &name, &PostParams::default(), &body)
+            .create_subresource("eviction", &pod.name, &PostParams::default(), &body)
             .await;
         match result {
-            Ok(_) => {
-                tried.end = End::Evicted;
-                return tried;
-            }
-            Err(kube::Error::Api(e)) if e.code == 404 => {
-                tried.end = End::Gone;
-                return tried;
-            }
-            // The PodDisruptionBudget refuses for now (eviction.go: 429 TooManyRequests).
-            Err(kube::Error::Api(e)) if e.code == 429 => tried.blocked += 1,
+            Ok(_) => Attempt::Evicted,
+            Err(kube::Error::Api(e)) if e.code == 404 => Attempt::Gone,
+            Err(kube::Error::Api(e)) if e.code == 429 => Attempt::Blocked,
             Err(e) => {
-                tracing::debug!(pod = %tried.pod, error = %e, "An eviction failed; retrying.");
-                tried.errors += 1;
+                tracing::debug!(pod = %pod.name, namespace = %pod.namespace, error = %e, "An eviction failed; retrying.");
+                Attempt::Failed
             }
         }
-        // The last attempt is at `stop` itself, so a budget that frees up late still counts.
-        let left: Duration = stop
-            .duration_since(Timestamp::now())
-            .try_into()
-            .unwrap_or(Duration::ZERO);
-        if left.is_zero() {
-            return tried;
-        }
-        tokio::time::sleep(wait.min(left)).await;
-        wait = (wait * 2).min(MAX_RETRY_WAIT);
     }
 }
 

@@ -13,7 +13,13 @@ use crate::event::Event;
 #[derive(Clone)]
 pub struct Events {
     recorder: Recorder,
+    /// Events being written at once: one waiting for the budget holds its whole request, a
+    /// burst of a thousand would hold a thousand; waiting here costs a few bytes.
+    in_flight: std::sync::Arc<tokio::sync::Semaphore>,
 }
+
+/// How many Events are written at once.
+const IN_FLIGHT: usize = 32;
 
 impl std::fmt::Debug for Events {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -50,6 +56,7 @@ impl Events {
     pub fn new(client: kube::Client, reporter: Reporter) -> Events {
         Events {
             recorder: Recorder::new(client, reporter),
+            in_flight: std::sync::Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT)),
         }
     }
 
@@ -62,6 +69,7 @@ impl Events {
         event_type: EventType,
         note: Option<String>,
     ) -> Result<(), kube::Error> {
+        let _permit = self.in_flight.acquire().await;
         let note = note.unwrap_or_else(|| note_of(event));
         let kube_event = KubeEvent {
             type_: match event_type {

@@ -171,6 +171,7 @@ impl KubeCluster {
                 margin: config.drain_margin(),
                 timeout: config.drain_timeout(),
                 force_after_deadline: config.force_after_deadline,
+                in_flight: Arc::new(tokio::sync::Semaphore::new(super::drain::IN_FLIGHT)),
             },
             clients,
             cache: cache.clone(),
@@ -209,6 +210,11 @@ impl KubeCluster {
     /// Waits until the Node cache has completed its first list, at most `limit`.
     pub async fn wait_synced(&self, limit: Duration) -> bool {
         self.ctx.cache.wait_synced(limit).await
+    }
+
+    /// Marks a delivery on its way to an admit (see [`super::budget::Admitting`]).
+    pub fn admitting(&self) -> super::budget::Admitting {
+        self.ctx.clients.budget.admitting()
     }
 
     /// How many Nodes are cached.

@@ -163,6 +163,15 @@ impl Cluster {
         )))
     }
 
+    /// Marks a delivery on its way to an admit, so that Events and drains wait for it (see
+    /// [`budget::Admitting`]); `None` for a dry run.
+    pub fn admitting(&self) -> Option<budget::Admitting> {
+        match self {
+            Cluster::DryRun(_) => None,
+            Cluster::Kubernetes(kube) => Some(kube.admitting()),
+        }
+    }
+
     /// Replacements found, as they are found (once; `None` for a dry run).
     pub fn take_replacements(
         &self,

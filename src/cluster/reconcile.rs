@@ -201,7 +201,20 @@ impl Reconciler {
             return;
         };
         let work = intent::next(&view, Timestamp::now());
+        // A task whose own write made the Node owe nothing is finishing (its Events and
+        // metrics follow the write): let it end. Any other task for a Node that owes nothing
+        // lost its intent (a cancel) and is stopped.
+        let finishing = self.running.get(name).is_some_and(|r| match &r.key {
+            Key::Admit => true,
+            Key::Drain(id) => view.drain_state().is_some_and(|d| &d.for_event == id),
+        });
         let key = match &work {
+            Work::Idle | Work::Wait(_) if finishing => {
+                if let Work::Wait(at) = work {
+                    self.timers.push(Reverse((at, name.to_owned())));
+                }
+                return;
+            }
             Work::Idle => {
                 self.stop(name, "nothing is owed any more");
                 return;

@@ -310,14 +310,36 @@ fn list(
     let labels = LabelSelector::parse(q.get("labelSelector").map_or("", String::as_str))?;
     let fields = FieldSelector::parse(q.get("fieldSelector").map_or("", String::as_str), def)?;
     let store = shared.store();
-    // apiserver: items of a typed list carry no apiVersion/kind; the list has them.
-    // `limit`/`continue` are accepted and ignored: everything comes in one page.
-    let items: Vec<Value> = store
+    // apiserver: `limit` cuts the list into pages and `continue` resumes it; every page carries
+    // the resourceVersion of the first (k8s.io/apiserver/pkg/storage/etcd3/store.go GetList).
+    // Narrower than upstream: a page is cut from the current store by offset, not from the
+    // first page's snapshot, so an object added or removed between pages may move across the
+    // cut.
+    let limit = q
+        .get("limit")
+        .and_then(|l| l.parse::<usize>().ok())
+        .filter(|l| *l > 0);
+    let (offset, list_rv) = match q.get("continue").filter(|c| !c.is_empty()) {
+        Some(token) => token
+            .split_once(':')
+            .and_then(|(o, rv)| Some((o.parse::<usize>().ok()?, rv.to_owned())))
+            .ok_or_else(|| ApiError::bad_request(format!("invalid continue token {token:?}")))?,
+        None => (0, store.rv().to_string()),
+    };
+    let matching: Vec<&Value> = store
         .list(def, ns)
         .into_iter()
         .filter(|o| labels.matches_object(o) && fields.matches(o))
+        .collect();
+    let end = limit.map_or(matching.len(), |l| (offset + l).min(matching.len()));
+    let more = end < matching.len();
+    // apiserver: items of a typed list carry no apiVersion/kind; the list has them.
+    let items: Vec<Value> = matching
+        .get(offset.min(end)..end)
+        .unwrap_or_default()
+        .iter()
         .map(|o| {
-            let mut item = o.clone();
+            let mut item = (*o).clone();
             if let Some(m) = item.as_object_mut() {
                 m.remove("apiVersion");
                 m.remove("kind");
@@ -330,7 +352,15 @@ fn list(
         &json!({
             "kind": format!("{}List", def.kind),
             "apiVersion": def.api_version(),
-            "metadata": {"resourceVersion": store.rv().to_string()},
+            "metadata": if more {
+                json!({
+                    "resourceVersion": list_rv,
+                    "continue": format!("{end}:{list_rv}"),
+                    "remainingItemCount": matching.len() - end,
+                })
+            } else {
+                json!({"resourceVersion": list_rv})
+            },
             "items": items,
         }),
     ))

@@ -882,3 +882,40 @@ async fn pdb_refusals_carry_retry_after_only_while_the_budget_is_being_processed
     assert_eq!(response.status(), 429);
     assert_eq!(response.headers()["retry-after"], "10");
 }
+
+/// `limit` and `continue` page a list, as the watcher's initial list asks (500 a page).
+#[tokio::test]
+async fn lists_are_paged_with_limit_and_continue() {
+    let fake = FakeApiServer::new();
+    for i in 0..5 {
+        fake.insert(
+            json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": format!("n{i}")}}),
+        )
+        .unwrap();
+    }
+    let nodes: Api<Node> = Api::all(client(&fake));
+    let mut names = Vec::new();
+    let mut token: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let mut params = ListParams::default().limit(2);
+        if let Some(t) = &token {
+            params = params.continue_token(t);
+        }
+        let page = nodes.list(&params).await.unwrap();
+        pages += 1;
+        assert!(page.items.len() <= 2);
+        names.extend(page.items.iter().map(|n| n.metadata.name.clone().unwrap()));
+        token = page.metadata.continue_.filter(|t| !t.is_empty());
+        if token.is_none() {
+            break;
+        }
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(names, ["n0", "n1", "n2", "n3", "n4"]);
+    let bad = nodes
+        .list(&ListParams::default().limit(2).continue_token("nonsense"))
+        .await
+        .unwrap_err();
+    assert_eq!(api_status(bad).code, 400);
+}
