@@ -435,7 +435,7 @@ async fn entries_cordon_the_right_gke_node_and_a_nack_is_redelivered() {
 
     // The API server fails once: nack, redelivery with delivery_attempt 2, then handled.
     fake.faults()
-        .fail_next("PUT", "/api/v1/nodes/gke-spot-c", 1);
+        .fail_next("PATCH", "/api/v1/nodes/gke-spot-c", 1);
     emulator
         .publish(
             "gke-events",
