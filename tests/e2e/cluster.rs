@@ -880,3 +880,105 @@ async fn every_call_spends_one_budget_admits_first() {
         "{n} requests in {took:?}: the limit was not applied"
     );
 }
+
+/// A handler cut short by the message timeout leaves no "in flight" key behind: the redelivery
+/// is handled, not answered "in flight" until the queue gives up on it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_timed_out_message_is_handled_on_its_redelivery() {
+    let fake = cluster_with_pods();
+    let metrics = Arc::new(Metrics::new());
+    fake.enforce_rbac(chart_rbac());
+    let client = kube::Client::new(fake.service(), "default");
+    let config = test_config();
+    let cluster = Cluster::kubernetes(
+        Clients::single(client, Budget::new(200, 300)),
+        &config,
+        metrics.clone(),
+        watch::channel(true).1,
+    );
+    let router_config: RouterConfig = serde_norway::from_str("message_timeout_seconds: 1").unwrap();
+    let router = Arc::new(Router::new(
+        &router_config,
+        cluster,
+        Sinks::start(&[], metrics.clone()).unwrap(),
+        metrics,
+    ));
+    synced(&router).await;
+    let body = spot_warning("itn-slow", Timestamp::now());
+    let deliver = |router: Arc<Router>, body: String| async move {
+        let (delivery, pending) = eviction_router::ack::Delivery::new(
+            Provider::Aws,
+            body.into_bytes().into(),
+            Timestamp::now(),
+            None,
+        );
+        router.handle(delivery).await;
+        pending.outcome().await
+    };
+    fake.faults().set_latency(Duration::from_secs(3));
+    assert_eq!(deliver(router.clone(), body.clone()).await, Outcome::Retry);
+    fake.faults().set_latency(Duration::ZERO);
+    assert_eq!(
+        deliver(router.clone(), body.clone()).await,
+        Outcome::Handled,
+        "the redelivery was answered as still in flight"
+    );
+    let n = fake.get("nodes", None, NODE).unwrap();
+    assert_eq!(n["spec"]["unschedulable"], true);
+}
+
+/// `force_after_deadline`: what a budget still blocks at `deadline − margin` is deleted, with
+/// the `delete` on pods the chart grants only then.
+#[tokio::test(flavor = "multi_thread")]
+async fn force_after_deadline_deletes_what_a_budget_still_blocks() {
+    let fake = cluster_with_pods();
+    let mut rbac = chart_rbac();
+    // What the chart adds with cluster.forceAfterDeadline: true.
+    rbac.add_manifests(
+        "apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: eviction-router-force}
+rules:
+  - apiGroups: ['']
+    resources: [pods]
+    verbs: [list, delete]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: eviction-router-force}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: eviction-router-force}
+subjects: [{kind: ServiceAccount, name: eviction-router, namespace: eviction-router}]
+",
+    )
+    .unwrap();
+    let config = ClusterConfig {
+        force_after_deadline: true,
+        ..test_config()
+    };
+    let metrics = Arc::new(Metrics::new());
+    let router = router_with(&fake, metrics, &config, watch::channel(true).1);
+    fake.enforce_rbac(rbac);
+    let at = Timestamp::now() - jiff::SignedDuration::from_secs(116);
+    let outcome = handle(&router, Provider::Aws, &spot_warning("itn-force", at)).await;
+    assert_eq!(outcome, Outcome::Handled);
+    let state = eventually(Duration::from_secs(15), "the drain's end", async || {
+        drain_state(&fake, NODE)
+    })
+    .await;
+    assert_eq!(state["state"], "done", "{state}");
+    assert!(
+        fake.get("pods", Some("default"), "db").is_none(),
+        "db was deleted"
+    );
+    assert!(
+        fake.evictions().iter().all(|e| e.name != "db"),
+        "the budget never allowed db's eviction"
+    );
+    eventually(Duration::from_secs(5), "a DrainForced Event", async || {
+        fake.list("events", Some("default"))
+            .into_iter()
+            .find(|e| e["reason"] == "DrainForced")
+    })
+    .await;
+    assert_no_forbidden(&fake);
+}
