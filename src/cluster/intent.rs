@@ -442,6 +442,43 @@ pub fn admit(view: &NodeView, event: &Event, steps: &[Step], now: Timestamp) -> 
     }
 }
 
+/// Annotations of the release before intents: a maintenance scheduled for later (the event's
+/// JSON) and the last event handled. [`migrate`] turns the first into an intent.
+pub const LEGACY_ANNOTATIONS: [&str; 2] =
+    ["eviction-router/scheduled", "eviction-router/last-event"];
+
+/// The patch that carries a Node written by the release before intents over: the scheduled
+/// event becomes its intent (as `plan` would admit it now), and the old annotations go. `None`
+/// when the Node has none of them.
+pub fn migrate(
+    view: &NodeView,
+    plan: impl Fn(&Event) -> Vec<Step>,
+    now: Timestamp,
+) -> Option<Value> {
+    if !LEGACY_ANNOTATIONS
+        .iter()
+        .any(|k| view.annotations.contains_key(*k))
+    {
+        return None;
+    }
+    let scheduled = view
+        .annotations
+        .get(LEGACY_ANNOTATIONS[0])
+        .and_then(|json| serde_json::from_str::<Event>(json).ok());
+    let mut patch = match scheduled {
+        Some(event) => admit(view, &event, &plan(&event), now)
+            .patch
+            .unwrap_or_else(|| json!({})),
+        None => json!({}),
+    };
+    for key in LEGACY_ANNOTATIONS {
+        if view.annotations.contains_key(key) {
+            patch["metadata"]["annotations"][key] = Value::Null;
+        }
+    }
+    Some(patch)
+}
+
 /// The next piece of work the reconciler owes a Node.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Work {

@@ -200,7 +200,13 @@ impl Reconciler {
             self.stop(name, "the Node is gone");
             return;
         };
-        let work = intent::next(&view, Timestamp::now());
+        let now = Timestamp::now();
+        let plan =
+            |e: &crate::event::Event| super::plan::plan(&e.data, self.ctx.lead, &self.ctx.actions);
+        let work = match intent::migrate(&view, plan, now) {
+            Some(patch) => Work::Admit(patch),
+            None => intent::next(&view, now),
+        };
         // A task whose own write made the Node owe nothing is finishing (its Events and
         // metrics follow the write): let it end. Any other task for a Node that owes nothing
         // lost its intent (a cancel) and is stopped.

@@ -354,3 +354,35 @@ fn drain_state_keeps_a_bounded_list() {
     assert_eq!(d.left, 50);
     assert_eq!(d.pods.len(), 20);
 }
+
+#[test]
+fn a_node_of_the_release_before_intents_is_carried_over() {
+    let mut doc = node_json();
+    let e = event(
+        "m1",
+        Kind::ScheduledMaintenance,
+        Some(Status::Scheduled),
+        Some("2026-11-25T02:00:00Z"),
+    );
+    doc["metadata"]["annotations"] = json!({
+        "eviction-router/scheduled": e.to_json_line(),
+        "eviction-router/last-event": "{\"id\":\"x\"}",
+    });
+    let now = t("2026-11-23T10:00:01Z");
+    let patch = migrate(&view(&doc), steps, now).expect("a migration");
+    let v = apply(&mut doc, &patch);
+    assert!(!v.annotations.contains_key("eviction-router/scheduled"));
+    assert!(!v.annotations.contains_key("eviction-router/last-event"));
+    let intent = &v.intents()[&Kind::ScheduledMaintenance];
+    assert_eq!(intent.event.id, "m1");
+    assert_eq!(next(&v, now), Work::Wait(t("2026-11-25T01:50:00Z")));
+    assert_eq!(migrate(&v, steps, now), None, "once");
+    // Only the last-event annotation: it just goes.
+    let mut doc = node_json();
+    doc["metadata"]["annotations"] = json!({"eviction-router/last-event": "{}"});
+    let patch = migrate(&view(&doc), steps, now).unwrap();
+    assert_eq!(
+        patch,
+        json!({"metadata": {"annotations": {"eviction-router/last-event": null}}})
+    );
+}
