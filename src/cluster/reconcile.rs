@@ -319,26 +319,23 @@ async fn drain(
         }
     }
     let view = ctx.cache.get(node).unwrap_or_default();
-    if !drained.shortened.is_empty() {
-        let note = format!(
-            "Grace periods cut to fit the deadline for: {}",
-            drained.shortened.join(", ")
-        );
-        ctx.record_later(
-            &view,
-            event,
-            "GracePeriodShortened",
-            EventType::Warning,
-            Some(note),
-        );
-    }
-    if !drained.forced.is_empty() {
-        let note = format!(
-            "Pods deleted past the deadline (force_after_deadline): {}",
-            drained.forced.join(", ")
-        );
-        ctx.record_later(&view, event, "DrainForced", EventType::Warning, Some(note));
-    }
+    // A Warning Event naming pods, when there are any.
+    let warn = |reason: &'static str, what: &str, pods: &[String]| {
+        if !pods.is_empty() {
+            let note = format!("{what}: {}", pods.join(", "));
+            ctx.record_later(&view, event, reason, EventType::Warning, Some(note));
+        }
+    };
+    warn(
+        "GracePeriodShortened",
+        "Grace periods cut to fit the deadline for",
+        &drained.shortened,
+    );
+    warn(
+        "DrainForced",
+        "Pods deleted past the deadline (force_after_deadline)",
+        &drained.forced,
+    );
     if drained.left.is_empty() {
         ctx.metrics.action("drain", "ok", started.elapsed());
         tracing::info!(node = %node, id = %event.id, evicted = drained.evicted, "Drained the Node.");
@@ -346,16 +343,10 @@ async fn drain(
         ctx.metrics.action("drain", "incomplete", started.elapsed());
         ctx.metrics.drain_deadline_missed();
         tracing::warn!(node = %node, id = %event.id, evicted = drained.evicted, left = %drained.left.join(", "), "The drain did not finish before the deadline.");
-        let note = format!(
-            "Pods not evicted before the deadline: {}",
-            drained.left.join(", ")
-        );
-        ctx.record_later(
-            &view,
-            event,
+        warn(
             "DrainIncomplete",
-            EventType::Warning,
-            Some(note),
+            "Pods not evicted before the deadline",
+            &drained.left,
         );
     }
     if written {
