@@ -12,10 +12,9 @@
 //! is unreachable (it retries inside the stream), so a watchdog checks the subscription with a
 //! lightweight admin call: a failed check is logged, counted and marks the source not ready
 //! until one passes again. The crate's stream reconnects by itself, but with a backoff that
-//! grows to 60 s; so when a check passes after an outage (two failed checks in a row or more;
-//! one slow answer is not one) the stream is replaced by a new one on a new client at once.
-//! The old stream is closed, its acks are sent and the messages it had not handed out are
-//! nacked. A message the service pushed into a connection that died comes
+//! grows to 60 s; so when a check passes after a failure the stream is replaced by a new one on
+//! a new client at once. The old stream is closed, its acks are sent and the messages it had
+//! not handed out are nacked. A message the service pushed into a connection that died comes
 //! back when its lease lapses (the stream ack deadline, set to 10 s). A permanent error
 //! (subscription missing, permission denied) closes the stream; a new client and stream follow
 //! after a backoff.
@@ -49,8 +48,6 @@ pub const EMULATOR_ENV: &str = "PUBSUB_EMULATOR_HOST";
 /// How far each lease extension reaches, and the stream's ack deadline (the crate's minimum).
 const LEASE_EXTENSION: Duration = Duration::from_secs(10);
 /// How long one health check may take before it counts as failed.
-/// Failed subscription checks in a row after which a passing check replaces the stream.
-const REOPEN_AFTER_FAILURES: u32 = 2;
 const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why the source could not be set up.
@@ -292,11 +289,7 @@ impl PubSubSource {
     /// ready until a check passes, which asks for a new stream.
     async fn watchdog(self, reconnect: Arc<Notify>, shutdown: CancellationToken) {
         let every = Duration::from_secs(self.config.health_check_seconds);
-        // Failed checks in a row. One slow answer (a busy machine, a slow API) marks the source
-        // not ready but does not replace a stream that may be working: every replacement nacks
-        // the messages the old stream held, and each nack is a delivery attempt towards the
-        // dead-letter policy. An outage is two failures or more.
-        let mut failing = 0u32;
+        let mut failing = false;
         loop {
             let check = self
                 .admin
@@ -310,17 +303,17 @@ impl PubSubSource {
             match result {
                 Ok(Ok(_)) => {
                     self.health.ok(COMPONENT);
-                    if failing >= REOPEN_AFTER_FAILURES {
+                    if failing {
                         tracing::info!(subscription = %self.config.subscription, "Pub/Sub is reachable again.");
                         reconnect.notify_one();
                     }
-                    failing = 0;
+                    failing = false;
                 }
                 Ok(Err(e)) => {
                     let e = google_cloud_gax_error(&e);
                     self.metrics.source_error(Provider::Gcp, "health_check", &e);
                     self.health.failed(COMPONENT, &e);
-                    failing = failing.saturating_add(1);
+                    failing = true;
                 }
                 Err(_) => {
                     let e = format!(
@@ -329,7 +322,7 @@ impl PubSubSource {
                     );
                     self.metrics.source_error(Provider::Gcp, "health_check", &e);
                     self.health.failed(COMPONENT, &e);
-                    failing = failing.saturating_add(1);
+                    failing = true;
                 }
             }
             tokio::select! {
