@@ -179,7 +179,7 @@ impl Router {
         let applied = match self.cluster.apply(&event).await {
             Ok(applied) => applied,
             Err(e) => {
-                tracing::warn!(id = %event.id, kind = e.kind(), error = %e, "A cluster action failed; the message will be retried.");
+                tracing::warn!(id = %event.id, kind = e.kind(), status = ?e.status(), error = %e, "A cluster action failed; the message will be retried.");
                 return None;
             }
         };

@@ -200,6 +200,11 @@ impl Reconciler {
             self.stop(name, "the Node is gone");
             return;
         };
+        // Written by hand or by another version: nothing is done for them, and the operator
+        // is told each time the Node changes.
+        for annotation in view.unreadable() {
+            tracing::warn!(node = %name, annotation, "An intent annotation cannot be read; it is ignored.");
+        }
         let now = Timestamp::now();
         let plan =
             |e: &crate::event::Event| super::plan::plan(&e.data, self.ctx.lead, &self.ctx.actions);

@@ -199,3 +199,36 @@ fn a_connection_string_gives_its_parts_and_never_prints_its_key() {
     );
     assert!(ConnectionString::parse("garbage").is_err());
 }
+
+#[test]
+fn cluster_settings_are_checked_and_name_their_key() {
+    let c = parse("sources:\n  - type: http_ingest\n").unwrap();
+    assert_eq!(
+        (c.cluster.api_requests_per_second, c.cluster.api_burst),
+        (200, 300)
+    );
+    assert!(!c.cluster.force_after_deadline);
+    for (text, key) in [
+        ("cluster:\n  api_burst: 0\n", "`cluster.api_burst`"),
+        (
+            "cluster:\n  drain_timeout_seconds: 0\n",
+            "`cluster.drain_timeout_seconds`",
+        ),
+        ("cluster:\n  pool_labels: ['']\n", "`cluster.pool_labels`"),
+        (
+            "cluster:\n  leader_election:\n    lease_name: ''\n",
+            "`cluster.leader_election.lease_name`",
+        ),
+    ] {
+        let err = parse(&format!("sources:\n  - type: http_ingest\n{text}")).unwrap_err();
+        assert!(err.to_string().starts_with(key), "{text}: {err}");
+    }
+    // No rate is no limit, and then no burst is needed.
+    let c = parse(
+        "sources:\n  - type: http_ingest\ncluster:\n  api_requests_per_second: 0\n  api_burst: 0\n",
+    )
+    .unwrap();
+    assert_eq!(c.cluster.api_requests_per_second, 0);
+    let err = parse("sources:\n  - type: http_ingest\ncluster:\n  api_burts: 3\n").unwrap_err();
+    assert!(err.to_string().contains("api_burts"), "{err}");
+}
