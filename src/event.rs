@@ -100,6 +100,9 @@ wire_enum! {
         Termination => "termination",
         /// Emitted by the router itself when a replacement Node became Ready.
         ReplacementReady => "replacement_ready",
+        /// Emitted by the router itself when it shelters the Spot siblings of an interrupted
+        /// Node (same instance type and zone) for a window.
+        PoolAtRisk => "pool_at_risk",
     }
 }
 
@@ -152,6 +155,7 @@ impl Kind {
             Kind::ScheduledMaintenance => "eviction-router.scheduled_maintenance.v1",
             Kind::Termination => "eviction-router.termination.v1",
             Kind::ReplacementReady => "eviction-router.replacement_ready.v1",
+            Kind::PoolAtRisk => "eviction-router.pool_at_risk.v1",
         }
     }
 }

@@ -15,6 +15,8 @@ use crate::ack::Outcome;
 use crate::event::{Event, Provider};
 use crate::providers::{Ignored, ParseError};
 
+mod recovery;
+
 /// Histogram buckets in seconds, from 5 ms to the 600 s a maintenance lead can take.
 const BUCKETS: [f64; 16] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
@@ -93,6 +95,7 @@ pub struct Metrics {
     source_errors: Family<ProviderStage, Counter>,
     source_backlog: Family<ProviderLabel, Gauge>,
     webhook_requests: Family<OutcomeLabel, Counter>,
+    recovery: recovery::Recovery,
 }
 
 impl Default for Metrics {
@@ -123,6 +126,7 @@ impl Metrics {
             source_errors: Family::default(),
             source_backlog: Family::default(),
             webhook_requests: Family::default(),
+            recovery: recovery::Recovery::new(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -207,6 +211,7 @@ impl Metrics {
             "Event Grid webhook requests, by outcome (handled, ignored, retry, poison, validated, unauthorized, too_large, busy)",
             m.webhook_requests.clone(),
         );
+        m.recovery.register(r);
         // Series operators alert on exist from the start at zero, so that `increase()` sees the
         // first event and dashboards show zero rather than no data.
         for provider in Provider::ALL {

@@ -215,11 +215,10 @@ impl Router {
         }
     }
 
-    /// The replacements the cluster finds (once).
+    /// The events the cluster side makes: replacements found, pools at risk (once).
     pub fn take_replacements(
         &self,
-    ) -> Option<tokio::sync::mpsc::UnboundedReceiver<crate::cluster::replacement::Replacement>>
-    {
+    ) -> Option<tokio::sync::mpsc::UnboundedReceiver<crate::cluster::Emitted>> {
         self.cluster.take_replacements()
     }
 

@@ -238,12 +238,20 @@ fn spawn_on_leader<F>(
     });
 }
 
-/// Publishes each replacement found as a `replacement_ready` event and observes its latency.
+/// Publishes what the cluster side makes: each replacement found as a `replacement_ready` event
+/// (observing its latency), each pool at risk as a `pool_at_risk` event.
 pub async fn publish_replacements(
     router: Arc<Router>,
-    mut found: tokio::sync::mpsc::UnboundedReceiver<crate::cluster::replacement::Replacement>,
+    mut found: tokio::sync::mpsc::UnboundedReceiver<crate::cluster::Emitted>,
 ) {
-    while let Some(replacement) = found.recv().await {
+    while let Some(emitted) = found.recv().await {
+        let replacement = match emitted {
+            crate::cluster::Emitted::Replacement(r) => r,
+            crate::cluster::Emitted::PoolAtRisk(event) => {
+                router.publish(&event).await;
+                continue;
+            }
+        };
         let event = replacement.to_event();
         let latency: Duration = replacement.latency().try_into().unwrap_or(Duration::ZERO);
         let old = &replacement.pending.event.data;
@@ -251,9 +259,15 @@ pub async fn publish_replacements(
             node = %replacement.node, replaces = %replacement.pending.node, pool = %replacement.pending.pool,
             latency_s = latency.as_secs_f64(), "A replacement Node is Ready."
         );
-        router
-            .metrics()
-            .replacement_ready(old.provider, old.kind.as_str(), latency);
+        let metrics = router.metrics();
+        metrics.replacement_ready(old.provider, old.kind.as_str(), latency);
+        metrics.recovery_phase(
+            "replacement_ready",
+            old.provider,
+            old.kind.as_str(),
+            &replacement.pending.pool,
+            latency,
+        );
         router.publish(&event).await;
     }
 }

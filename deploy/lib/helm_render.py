@@ -64,6 +64,7 @@ RESOURCES: dict[tuple[str, str], list[tuple[str, str, bool]]] = {
         ("rolebindings", "RoleBinding", True),
     ],
     ("coordination.k8s.io", "v1"): [("leases", "Lease", True)],
+    ("scheduling.k8s.io", "v1"): [("priorityclasses", "PriorityClass", False)],
     ("events.k8s.io", "v1"): [("events", "Event", True)],
     ("monitoring.coreos.com", "v1"): [
         ("servicemonitors", "ServiceMonitor", True),

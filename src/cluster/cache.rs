@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::index::{GKE_INSTANCE_ID_ANNOTATION, NodeIndex};
 use super::intent::NodeView;
-use super::replacement::{Replacement, Tracker};
+use super::replacement::{DEFAULT_POOL_LABELS, Replacement, Tracker};
 use crate::event::EventData;
 
 #[derive(Debug, Default)]
@@ -32,15 +32,33 @@ struct Inner {
 pub struct NodeCache {
     inner: RwLock<Inner>,
     synced: watch::Sender<bool>,
+    pool_labels: Vec<String>,
 }
 
 impl NodeCache {
-    /// An empty, unsynced cache.
+    /// An empty, unsynced cache that reads pools from the default pool labels.
     pub fn new() -> NodeCache {
+        NodeCache::with_pool_labels(DEFAULT_POOL_LABELS.iter().map(|s| s.to_string()).collect())
+    }
+
+    /// An empty, unsynced cache that reads a Node's pool from the first of `pool_labels`
+    /// present.
+    pub fn with_pool_labels(pool_labels: Vec<String>) -> NodeCache {
         NodeCache {
             inner: RwLock::new(Inner::default()),
             synced: watch::Sender::new(false),
+            pool_labels,
         }
+    }
+
+    /// The views of every cached Node for which `keep` holds.
+    pub fn select(&self, keep: impl Fn(&NodeView) -> bool) -> Vec<Arc<NodeView>> {
+        self.read()
+            .views
+            .values()
+            .filter(|v| keep(v))
+            .cloned()
+            .collect()
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Inner> {
@@ -83,7 +101,7 @@ impl NodeCache {
     /// write does not wait for the watch to bring its new resourceVersion.
     pub fn observe(&self, node: &Node) {
         let mut inner = self.write();
-        upsert(&mut inner, node);
+        upsert(&mut inner, node, &self.pool_labels);
     }
 
     /// Whether the first list completed.
@@ -106,13 +124,15 @@ impl Default for NodeCache {
     }
 }
 
-fn upsert(inner: &mut Inner, node: &Node) {
+fn upsert(inner: &mut Inner, node: &Node, pool_labels: &[String]) {
     let name = node.name_any();
     let pid = node.spec.as_ref().and_then(|s| s.provider_id.as_deref());
     let empty = BTreeMap::new();
     let annotations = node.metadata.annotations.as_ref().unwrap_or(&empty);
     inner.index.upsert(&name, pid, annotations);
-    inner.views.insert(name, Arc::new(NodeView::of(node)));
+    inner
+        .views
+        .insert(name, Arc::new(NodeView::placed(node, pool_labels)));
 }
 
 /// Where the watch reports what it saw.
@@ -148,7 +168,7 @@ fn apply(event: watcher::Event<Node>, cache: &NodeCache, staging: &mut Inner, fe
     match event {
         watcher::Event::Init => *staging = Inner::default(),
         watcher::Event::InitApply(node) => {
-            upsert(staging, &node);
+            upsert(staging, &node, &cache.pool_labels);
             track(feeds, &node);
         }
         watcher::Event::InitDone => {
@@ -170,7 +190,7 @@ fn apply(event: watcher::Event<Node>, cache: &NodeCache, staging: &mut Inner, fe
             }
         }
         watcher::Event::Apply(node) => {
-            upsert(&mut cache.write(), &node);
+            upsert(&mut cache.write(), &node, &cache.pool_labels);
             track(feeds, &node);
             let _ = feeds.changed.send(node.name_any());
         }

@@ -40,6 +40,15 @@ pub struct ClusterConfig {
     pub api_requests_per_second: u32,
     /// How many requests may be sent at once above the rate after a quiet period.
     pub api_burst: u32,
+    /// Capacity for a doomed Node's pods before they are evicted.
+    pub make_before_break: MakeBeforeBreakConfig,
+    /// `PreferNoSchedule` on the Spot siblings of an interrupted Node.
+    pub shelter: ShelterConfig,
+    /// The router's own namespace (placeholders, the Lease). Not read from the file: the
+    /// `POD_NAMESPACE` environment variable (the chart sets it from the downward API) when
+    /// `None`, else `default`.
+    #[serde(skip)]
+    pub namespace: Option<String>,
 }
 
 impl Default for ClusterConfig {
@@ -57,6 +66,9 @@ impl Default for ClusterConfig {
             // Karpenter's defaults for its own client (--kube-client-qps 200, --kube-client-burst 300).
             api_requests_per_second: 200,
             api_burst: 300,
+            make_before_break: MakeBeforeBreakConfig::default(),
+            shelter: ShelterConfig::default(),
+            namespace: None,
         }
     }
 }
@@ -76,7 +88,35 @@ impl ClusterConfig {
         if self.leader_election.lease_name.is_empty() {
             return Err(("leader_election.lease_name", "must not be empty"));
         }
+        let mbb = &self.make_before_break;
+        if !(mbb.max_pool_share > 0.0 && mbb.max_pool_share <= 1.0) {
+            return Err((
+                "make_before_break.max_pool_share",
+                "must be more than 0 and at most 1",
+            ));
+        }
+        if mbb.priority_class.is_empty() || mbb.image.is_empty() {
+            return Err((
+                "make_before_break.priority_class",
+                "the priority class and the image must not be empty",
+            ));
+        }
+        if mbb.timeout_seconds == 0 {
+            return Err(("make_before_break.timeout_seconds", "must be at least 1"));
+        }
+        if self.shelter.window_seconds == 0 {
+            return Err(("shelter.window_seconds", "must be at least 1"));
+        }
         Ok(())
+    }
+
+    /// The router's own namespace: [`ClusterConfig::namespace`], else `POD_NAMESPACE`, else
+    /// `default`.
+    pub fn namespace(&self) -> String {
+        self.namespace
+            .clone()
+            .or_else(|| std::env::var("POD_NAMESPACE").ok())
+            .unwrap_or_else(|| "default".into())
     }
 
     /// `maintenance_lead_seconds` as a signed duration.
@@ -131,5 +171,85 @@ impl Default for LeaderElectionConfig {
             enabled: true,
             lease_name: "eviction-router".into(),
         }
+    }
+}
+
+/// `cluster.make_before_break`: before a doomed Node's pods are evicted, placeholder pods of
+/// the same shape ask the pool's autoscaler for their capacity; the drain evicts once the
+/// placeholders run (real pods preempt them) or at the latest start that still fits every pod's
+/// grace before the deadline, whichever comes first.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MakeBeforeBreakConfig {
+    /// The kinds it applies to.
+    pub kinds: Vec<crate::event::Kind>,
+    /// The PriorityClass of the placeholders: negative, so any real pod preempts them, and not
+    /// below Cluster Autoscaler's expendable cutoff (−10), so they still trigger a scale-up.
+    /// The chart creates it.
+    pub priority_class: String,
+    /// The placeholders' image.
+    pub image: String,
+    /// Placeholders are deleted this long after they were made, whatever happened.
+    pub timeout_seconds: u64,
+    /// Placeholders left after the drain ended are deleted this long after it.
+    pub settle_seconds: u64,
+    /// With no deadline, evictions wait at most this long for the capacity.
+    pub max_wait_seconds: u64,
+    /// At most this share of a pool's Nodes is being replaced by placeholders at once.
+    pub max_pool_share: f64,
+}
+
+impl Default for MakeBeforeBreakConfig {
+    fn default() -> Self {
+        MakeBeforeBreakConfig {
+            kinds: vec![
+                crate::event::Kind::Interruption,
+                crate::event::Kind::Termination,
+            ],
+            priority_class: "eviction-router-placeholder".into(),
+            image: "registry.k8s.io/pause:3.10".into(),
+            timeout_seconds: 600,
+            settle_seconds: 30,
+            max_wait_seconds: 120,
+            max_pool_share: 1.0,
+        }
+    }
+}
+
+impl MakeBeforeBreakConfig {
+    /// Whether `kind` gets capacity first.
+    pub fn applies(&self, kind: crate::event::Kind) -> bool {
+        self.kinds.contains(&kind)
+    }
+}
+
+/// `cluster.shelter`: on an interruption of a Spot Node of instance type T in zone Z, the
+/// other Spot Nodes of (T, Z) get the `PreferNoSchedule` taint `eviction-router/at-risk` for a
+/// window, so evicted pods land elsewhere when they can.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ShelterConfig {
+    /// Whether siblings are sheltered at all.
+    pub enabled: bool,
+    /// How long after the interruption the taint stays.
+    pub window_seconds: u64,
+    /// Pools (by name) whose Nodes are never sheltered.
+    pub exclude_pools: Vec<String>,
+}
+
+impl Default for ShelterConfig {
+    fn default() -> Self {
+        ShelterConfig {
+            enabled: true,
+            window_seconds: 300,
+            exclude_pools: Vec::new(),
+        }
+    }
+}
+
+impl ShelterConfig {
+    /// The window as a signed duration.
+    pub fn window(&self) -> SignedDuration {
+        secs(self.window_seconds)
     }
 }

@@ -126,25 +126,41 @@ impl Drainer {
         }
     }
 
-    /// Drains `node`, retrying blocked evictions until `stop`.
-    pub async fn drain(
+    /// The evictable pods on `node`. A failed list is an error, never an empty Node.
+    pub async fn list(&self, node: &str) -> Result<Vec<Pod>, ClusterError> {
+        let pods: Api<Pod> = Api::all(self.client.clone());
+        let _permit = self.in_flight.acquire().await;
+        let list = pods
+            .list(&ListParams::default().fields(&format!("spec.nodeName={node}")))
+            .await
+            .map_err(|e| ClusterError::api("list the Node's pods", e))?;
+        Ok(list.items.into_iter().filter(evictable).collect())
+    }
+
+    /// The latest time the evictions of `pods` may start so that each finishes its grace period
+    /// (cut to fit `stop`) by `stop`.
+    pub fn latest_start(&self, pods: &[Pod], stop: Timestamp, now: Timestamp) -> Timestamp {
+        let longest = pods
+            .iter()
+            .map(|p| grace_seconds(p, Some(stop), now).0)
+            .max()
+            .unwrap_or(0);
+        stop - jiff::SignedDuration::from_secs(longest)
+    }
+
+    /// Evicts the listed `pods` of `node`, retrying blocked evictions until `stop`.
+    pub async fn evict_all(
         &self,
         node: &str,
+        pods: Vec<Pod>,
         stop: Timestamp,
         has_deadline: bool,
         metrics: &Metrics,
     ) -> Result<Drained, ClusterError> {
-        let pods: Api<Pod> = Api::all(self.client.clone());
-        let list = {
-            let _permit = self.in_flight.acquire().await;
-            pods.list(&ListParams::default().fields(&format!("spec.nodeName={node}")))
-                .await
-                .map_err(|e| ClusterError::api("list the Node's pods", e))?
-        };
         let mut drained = Drained::default();
         let now = Timestamp::now();
         let mut pending: Vec<Pending> = Vec::new();
-        for pod in list.items.into_iter().filter(evictable) {
+        for pod in pods {
             let (Some(namespace), name) = (pod.namespace(), pod.name_any()) else {
                 continue;
             };

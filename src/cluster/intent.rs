@@ -20,6 +20,7 @@ use k8s_openapi::api::core::v1::{Node, Taint};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
+use super::placement::Placement;
 use super::plan::{DRAINING_LABEL, EventType, KEY_PREFIX, Step};
 use crate::event::{Event, Kind};
 
@@ -127,6 +128,8 @@ pub struct NodeView {
     pub labels: BTreeMap<String, String>,
     /// The router's own annotations (`eviction-router/...`).
     pub annotations: BTreeMap<String, String>,
+    /// Its pool, instance type, zone and capacity type.
+    pub placement: Placement,
 }
 
 fn ours(key: &str) -> bool {
@@ -154,7 +157,17 @@ impl NodeView {
             taints: spec.and_then(|s| s.taints.clone()).unwrap_or_default(),
             labels: pick(&meta.labels),
             annotations: pick(&meta.annotations),
+            placement: Placement::default(),
         }
+    }
+
+    /// The view of a Node object, with its placement read through `pool_labels`.
+    pub fn placed(node: &Node, pool_labels: &[String]) -> NodeView {
+        let mut view = NodeView::of(node);
+        if let Some(labels) = &node.metadata.labels {
+            view.placement = Placement::of(labels, pool_labels);
+        }
+        view
     }
 
     /// The intents on the Node, by kind. Unreadable ones are skipped (and reported by
@@ -193,15 +206,15 @@ impl NodeView {
 
 /// The Node as the router wants it; diffed against the view into one merge patch.
 #[derive(Debug, Clone)]
-struct Desired {
+pub(super) struct Desired {
     unschedulable: bool,
-    taints: Vec<Taint>,
-    labels: BTreeMap<String, String>,
-    annotations: BTreeMap<String, String>,
+    pub(super) taints: Vec<Taint>,
+    pub(super) labels: BTreeMap<String, String>,
+    pub(super) annotations: BTreeMap<String, String>,
 }
 
 impl Desired {
-    fn of(view: &NodeView) -> Desired {
+    pub(super) fn of(view: &NodeView) -> Desired {
         Desired {
             unschedulable: view.unschedulable,
             taints: view.taints.clone(),
@@ -210,7 +223,7 @@ impl Desired {
         }
     }
 
-    fn taint(&mut self, key: &str, effect: &str) {
+    pub(super) fn taint(&mut self, key: &str, effect: &str) {
         if self
             .taints
             .iter()
@@ -295,7 +308,7 @@ impl Desired {
 
     /// The merge patch from `view` to this, or `None` when they are the same. It carries the
     /// view's resourceVersion whenever `spec` changes.
-    fn patch(&self, view: &NodeView) -> Option<Value> {
+    pub(super) fn patch(&self, view: &NodeView) -> Option<Value> {
         let mut metadata = Map::new();
         let mut spec = Map::new();
         let diff = |now: &BTreeMap<String, String>, was: &BTreeMap<String, String>| {
@@ -505,6 +518,12 @@ pub fn next(view: &NodeView, now: Timestamp) -> Work {
     let mut admitted_any = false;
     let mut drain: Option<&Intent> = None;
     let mut fell_due = BTreeMap::new();
+    match super::shelter::lift(view, &mut desired, now) {
+        super::shelter::Lift::None => {}
+        // Still sheltered: look again when the window ends.
+        super::shelter::Lift::Until(until) => wait = Some(until),
+        super::shelter::Lift::Lifted => admitted_any = true,
+    }
     for (kind, intent) in &intents {
         if !due(&intent.due, now) {
             wait = Some(match (wait, intent.due) {

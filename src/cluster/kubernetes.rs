@@ -20,14 +20,15 @@ use tokio::sync::{mpsc, watch};
 
 use super::budget::Clients;
 use super::cache::{self, NodeCache};
-use super::config::ClusterConfig;
+use super::capacity::Capacity;
+use super::config::{ClusterConfig, ShelterConfig};
 use super::drain::Drainer;
 use super::events::{Events, node_ref};
 use super::intent::{self, NodeView};
 use super::plan::{self, Actions};
 use super::reconcile::Reconciler;
 use super::replacement::{Replacement, Tracker};
-use super::{Applied, ClusterError};
+use super::{Applied, ClusterError, Emitted};
 use crate::event::{Event, Kind};
 use crate::metrics::Metrics;
 
@@ -48,6 +49,11 @@ pub(crate) struct Ctx {
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) lead: SignedDuration,
     pub(crate) actions: Actions,
+    /// Make before break, when any kind has it.
+    pub(crate) capacity: Option<Capacity>,
+    pub(crate) shelter: ShelterConfig,
+    /// Events the cluster side makes itself, for the stream.
+    pub(crate) emitted: mpsc::UnboundedSender<Emitted>,
 }
 
 impl Ctx {
@@ -77,6 +83,22 @@ impl Ctx {
                 tracing::warn!(node = node.name.as_deref().unwrap_or(""), reason, error = %e, "Cannot record a Kubernetes Event.");
             }
         });
+    }
+
+    /// Observes that the notice `event` on the Node `view` reached `phase` now.
+    pub(crate) fn phase(&self, phase: &'static str, view: &NodeView, event: &Event) {
+        let took: Duration = Timestamp::now()
+            .duration_since(event.data.occurred_at)
+            .try_into()
+            .unwrap_or(Duration::ZERO);
+        let pool = view.placement.pool_name().unwrap_or("none");
+        self.metrics.recovery_phase(
+            phase,
+            event.data.provider,
+            event.data.kind.as_str(),
+            pool,
+            took,
+        );
     }
 
     /// Sends `patch` to the Node and takes the answer into the cache. A 409 Conflict (the
@@ -124,7 +146,7 @@ pub(crate) enum PatchError {
 pub struct KubeCluster {
     ctx: Arc<Ctx>,
     tracker: Arc<Mutex<Tracker>>,
-    replacements: Mutex<Option<mpsc::UnboundedReceiver<Replacement>>>,
+    replacements: Mutex<Option<mpsc::UnboundedReceiver<Emitted>>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -153,12 +175,13 @@ impl KubeCluster {
         metrics: Arc<Metrics>,
         active: watch::Receiver<bool>,
     ) -> KubeCluster {
-        let cache = Arc::new(NodeCache::new());
+        let cache = Arc::new(NodeCache::with_pool_labels(config.pool_labels.clone()));
         let tracker = Arc::new(Mutex::new(Tracker::new(
             config.pool_labels.clone(),
             config.replacement_timeout(),
         )));
-        let (found, replacements) = mpsc::unbounded_channel();
+        let (emitted, replacements) = mpsc::unbounded_channel();
+        let (found, mut found_rx) = mpsc::unbounded_channel::<Replacement>();
         let (changed, changes) = mpsc::unbounded_channel();
         let reporter = Reporter {
             controller: "eviction-router".into(),
@@ -178,6 +201,10 @@ impl KubeCluster {
             metrics: metrics.clone(),
             lead: config.lead(),
             actions: config.actions,
+            capacity: (!config.make_before_break.kinds.is_empty())
+                .then(|| Capacity::new(config.make_before_break.clone(), config.namespace())),
+            shelter: config.shelter.clone(),
+            emitted: emitted.clone(),
         });
         let feeds = cache::Feeds {
             changed,
@@ -188,7 +215,16 @@ impl KubeCluster {
             tokio::spawn(cache::run(ctx.clients.admit.clone(), cache, feeds)),
             tokio::spawn(Reconciler::new(ctx.clone(), changes, active).run()),
             tokio::spawn(expire_replacements(tracker.clone(), metrics)),
+            // Replacements join the other events the cluster side makes.
+            tokio::spawn(async move {
+                while let Some(r) = found_rx.recv().await {
+                    if emitted.send(Emitted::Replacement(r)).is_err() {
+                        break;
+                    }
+                }
+            }),
         ];
+
         KubeCluster {
             ctx,
             tracker,
@@ -197,8 +233,9 @@ impl KubeCluster {
         }
     }
 
-    /// The replacements found, once: the service publishes them as `replacement_ready` events.
-    pub fn take_replacements(&self) -> Option<mpsc::UnboundedReceiver<Replacement>> {
+    /// The events the cluster side makes (replacements found, pools at risk), once: the service
+    /// publishes them.
+    pub fn take_replacements(&self) -> Option<mpsc::UnboundedReceiver<Emitted>> {
         self.replacements.lock().ok().and_then(|mut r| r.take())
     }
 
@@ -256,6 +293,13 @@ impl KubeCluster {
                 }
             }
             ctx.metrics.action("admit", "ok", started.elapsed());
+            if admission.patch.is_some()
+                && steps
+                    .iter()
+                    .any(|s| matches!(s, plan::Step::Cordon { at: None }))
+            {
+                ctx.phase("cordoned", &view, event);
+            }
             tracing::info!(node = %view.name, id = %event.id, kind = %event.data.kind, steps = %describe(&steps), "Admitted an event on its Node.");
             for (reason, event_type) in admission.record {
                 ctx.record_later(&view, event, reason, event_type, None);

@@ -8,6 +8,7 @@
 
 pub mod budget;
 pub mod cache;
+pub mod capacity;
 pub mod config;
 pub mod drain;
 pub mod events;
@@ -15,9 +16,11 @@ pub mod index;
 pub mod intent;
 pub mod kubernetes;
 pub mod lease;
+pub mod placement;
 pub mod plan;
 mod reconcile;
 pub mod replacement;
+pub mod shelter;
 
 use std::sync::Arc;
 
@@ -28,6 +31,15 @@ use crate::metrics::Metrics;
 use budget::{Budget, Clients};
 use config::ClusterConfig;
 use plan::Step;
+
+/// An event the cluster side makes itself, for the stream.
+#[derive(Debug, Clone)]
+pub enum Emitted {
+    /// A replacement Node became Ready (`replacement_ready`).
+    Replacement(replacement::Replacement),
+    /// Spot siblings of an interrupted Node were sheltered (`pool_at_risk`).
+    PoolAtRisk(Event),
+}
 
 /// Why a cluster step failed. Every variant is transient: the message (or the reconciler's
 /// step) is retried.
@@ -172,10 +184,8 @@ impl Cluster {
         }
     }
 
-    /// Replacements found, as they are found (once; `None` for a dry run).
-    pub fn take_replacements(
-        &self,
-    ) -> Option<tokio::sync::mpsc::UnboundedReceiver<replacement::Replacement>> {
+    /// The events the cluster side makes, as they are made (once; `None` for a dry run).
+    pub fn take_replacements(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<Emitted>> {
         match self {
             Cluster::DryRun(_) => None,
             Cluster::Kubernetes(kube) => kube.take_replacements(),

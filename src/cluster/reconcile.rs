@@ -17,14 +17,23 @@ use jiff::Timestamp;
 use tokio::sync::{mpsc, watch};
 use tokio::task::{AbortHandle, JoinSet};
 
-use super::ClusterError;
 use super::intent::{self, DrainState, Work};
 use super::kubernetes::{CONFLICT_ATTEMPTS, Ctx, PatchError};
 use super::plan::EventType;
+use super::shelter::{self, AtRisk};
+use super::{ClusterError, Emitted, capacity};
 use crate::event::Event;
 
 /// The longest wait before a failed task is tried again.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// How often the leader sweeps placeholders that are no longer needed.
+const SWEEP_EVERY: Duration = Duration::from_secs(5);
+/// A shelter waits this long before writing, so a pool reclaimed in a burst is written once
+/// its first notices are admitted, not once per notice.
+const SHELTER_COALESCE: Duration = Duration::from_millis(500);
+
+/// A Spot pool: (instance type, zone).
+type PoolKey = (String, String);
 
 /// Which task runs for a Node, so a changed Node that owes the same work keeps its task.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,6 +62,10 @@ pub(crate) struct Reconciler {
     tasks: JoinSet<Done>,
     timers: BinaryHeap<Reverse<(Timestamp, String)>>,
     failures: HashMap<String, u32>,
+    /// Shelters asked for, by pool: until when (leader-local; a new leader asks again from the
+    /// intents it finds).
+    sheltered: HashMap<PoolKey, Timestamp>,
+    shelters: JoinSet<()>,
 }
 
 impl Reconciler {
@@ -69,6 +82,8 @@ impl Reconciler {
             tasks: JoinSet::new(),
             timers: BinaryHeap::new(),
             failures: HashMap::new(),
+            sheltered: HashMap::new(),
+            shelters: JoinSet::new(),
         }
     }
 
@@ -76,6 +91,9 @@ impl Reconciler {
     pub(crate) async fn run(mut self) {
         // A dropped sender means the value never changes again (no election: always active).
         let mut election = true;
+        let mut sweep = tokio::time::interval(SWEEP_EVERY);
+        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut sweeping: Option<tokio::task::JoinHandle<()>> = None;
         loop {
             if !*self.active.borrow_and_update() {
                 self.stand_by();
@@ -117,6 +135,15 @@ impl Reconciler {
                     None => return,
                 },
                 Some(done) = self.tasks.join_next_with_id() => self.finished(done),
+                Some(_) = self.shelters.join_next() => {}
+                _ = sweep.tick() => {
+                    self.count_pools_at_risk();
+                    // One sweep at a time; a slow API server makes the next one wait.
+                    if sweeping.as_ref().is_none_or(|h| h.is_finished()) {
+                        let ctx = self.ctx.clone();
+                        sweeping = Some(tokio::spawn(async move { capacity::sweep(&ctx).await }));
+                    }
+                }
                 () = sleep => {
                     let now = Timestamp::now();
                     while let Some(Reverse((at, _))) = self.timers.peek() {
@@ -143,8 +170,71 @@ impl Reconciler {
         for (_, running) in self.running.drain() {
             running.abort.abort();
         }
+        self.shelters.abort_all();
+        self.sheltered.clear();
         self.timers.clear();
         self.failures.clear();
+    }
+
+    /// Sets the gauge of sheltered pools, forgetting the windows that ended.
+    fn count_pools_at_risk(&mut self) {
+        let now = Timestamp::now();
+        self.sheltered.retain(|_, until| *until > now);
+        self.ctx.metrics.pools_at_risk(self.sheltered.len() as i64);
+    }
+
+    /// Shelters the Spot siblings of the interrupted Node `view`, when its intent asks for it
+    /// and no shelter of that pool already lasts about as long.
+    fn shelter(&mut self, view: &intent::NodeView) {
+        let config = &self.ctx.shelter;
+        if !config.enabled {
+            return;
+        }
+        let now = Timestamp::now();
+        let Some(intent) = view.intents().remove(&crate::event::Kind::Interruption) else {
+            return;
+        };
+        if !intent.admitted {
+            return;
+        }
+        let window = config.window();
+        let Some((key, until)) =
+            shelter::wanted(view, &intent.event, window, &config.exclude_pools, now)
+        else {
+            return;
+        };
+        let first = match self.sheltered.get(&key) {
+            Some(current) if until.duration_since(*current) <= window / 5 => return,
+            Some(_) => false,
+            None => true,
+        };
+        self.sheltered.insert(key.clone(), until);
+        self.ctx.metrics.pools_at_risk(self.sheltered.len() as i64);
+        let ctx = self.ctx.clone();
+        let at_risk = AtRisk {
+            until,
+            because: intent.event.id.clone(),
+            node: view.name.clone(),
+        };
+        let event = intent.event;
+        self.shelters.spawn(async move {
+            tokio::time::sleep(SHELTER_COALESCE).await;
+            let config = &ctx.shelter;
+            match shelter::run(&ctx, &key, &at_risk, config.window(), &config.exclude_pools).await {
+                Ok(n) => {
+                    ctx.metrics.nodes_sheltered(n as u64);
+                    if n > 0 {
+                        tracing::info!(instance_type = %key.0, zone = %key.1, nodes = n, until = %until, because = %at_risk.because, "Sheltered the Spot siblings of an interrupted Node.");
+                    }
+                    if first && n > 0 {
+                        let _ = ctx.emitted.send(Emitted::PoolAtRisk(shelter::pool_at_risk(&event, &key, until, n)));
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(instance_type = %key.0, zone = %key.1, error = %e, "Cannot shelter the siblings of an interrupted Node; the next change of it tries again.")
+                }
+            }
+        });
     }
 
     fn finished(&mut self, done: Result<(tokio::task::Id, Done), tokio::task::JoinError>) {
@@ -205,6 +295,7 @@ impl Reconciler {
         for annotation in view.unreadable() {
             tracing::warn!(node = %name, annotation, "An intent annotation cannot be read; it is ignored.");
         }
+        self.shelter(&view);
         let now = Timestamp::now();
         let plan =
             |e: &crate::event::Event| super::plan::plan(&e.data, self.ctx.lead, &self.ctx.actions);
@@ -290,11 +381,35 @@ async fn drain(
     deadline: Option<Timestamp>,
 ) -> Result<(), ClusterError> {
     let started = Instant::now();
-    let stop = ctx.drainer.stop_at(deadline, Timestamp::now());
+    let now = Timestamp::now();
+    let stop = ctx.drainer.stop_at(deadline, now);
     tracing::info!(node = %node, id = %event.id, until = %stop, "Draining the Node.");
+    let pods = match ctx.drainer.list(node).await {
+        Ok(pods) => pods,
+        Err(e) => {
+            ctx.metrics.action("drain", "error", started.elapsed());
+            return Err(e);
+        }
+    };
+    // Make before break: room for the pods first, waited for until the latest start that still
+    // fits every grace period before the deadline.
+    if !pods.is_empty()
+        && let Some(view) = ctx.cache.get(node)
+        && let Some(mbb) = &ctx.capacity
+    {
+        let evict_by = match deadline {
+            Some(_) => ctx.drainer.latest_start(&pods, stop, now),
+            None => {
+                now + jiff::SignedDuration::from_secs(
+                    i64::try_from(mbb.config.max_wait_seconds).unwrap_or(i64::MAX),
+                )
+            }
+        };
+        capacity::before_evicting(ctx, &view, event, &pods, evict_by).await;
+    }
     let drained = match ctx
         .drainer
-        .drain(node, stop, deadline.is_some(), &ctx.metrics)
+        .evict_all(node, pods, stop, deadline.is_some(), &ctx.metrics)
         .await
     {
         Ok(drained) => drained,
@@ -324,6 +439,7 @@ async fn drain(
         }
     }
     let view = ctx.cache.get(node).unwrap_or_default();
+    ctx.phase("drained", &view, event);
     // A Warning Event naming pods, when there are any.
     let warn = |reason: &'static str, what: &str, pods: &[String]| {
         if !pods.is_empty() {

@@ -138,6 +138,19 @@ router:
 cluster:
   mode: {{ .Values.cluster.mode }}
   force_after_deadline: {{ .Values.cluster.forceAfterDeadline | default false }}
+  make_before_break:
+    {{- if .Values.cluster.makeBeforeBreak.enabled }}
+    kinds: [interruption, termination]
+    priority_class: {{ printf "%s-placeholder" (include "eviction-router.fullname" .) | toJson }}
+    timeout_seconds: {{ int .Values.cluster.makeBeforeBreak.timeoutSeconds }}
+    max_pool_share: {{ .Values.cluster.makeBeforeBreak.maxPoolShare }}
+    {{- else }}
+    kinds: []
+    {{- end }}
+  shelter:
+    enabled: {{ .Values.cluster.shelter.enabled }}
+    window_seconds: {{ int .Values.cluster.shelter.windowSeconds }}
+    exclude_pools: {{ .Values.cluster.shelter.excludePools | toJson }}
   leader_election:
     enabled: {{ .Values.leaderElection.enabled }}
     lease_name: {{ include "eviction-router.leaseName" . | toJson }}

@@ -1,0 +1,140 @@
+//! Where a Node sits — its pool, instance type, zone and capacity type — read from the
+//! well-known labels of each cloud and autoscaler. Pure.
+//!
+//! Two Spot Nodes of the same instance type in the same zone are *siblings*: interruptions are
+//! correlated within such a pool (most same-type, same-zone co-interruptions fall within a few
+//! minutes of each other), so the siblings of a Node going now are the likeliest to go next.
+
+use std::collections::BTreeMap;
+
+/// Labels that mark a Node as Spot (or preemptible) capacity, with the value that means so.
+pub const SPOT_LABELS: [(&str, &str); 7] = [
+    ("karpenter.sh/capacity-type", "spot"),
+    ("eks.amazonaws.com/capacityType", "SPOT"),
+    ("kubernetes.azure.com/scalesetpriority", "spot"),
+    ("cloud.google.com/gke-spot", "true"),
+    ("cloud.google.com/gke-preemptible", "true"),
+    ("node.kubernetes.io/lifecycle", "spot"),
+    ("scheduling.cast.ai/spot", "true"),
+];
+/// The instance type label (kubelet's well-known label), then its deprecated beta form.
+pub const INSTANCE_TYPE_LABELS: [&str; 2] = [
+    "node.kubernetes.io/instance-type",
+    "beta.kubernetes.io/instance-type",
+];
+/// The zone label, then its deprecated beta form.
+pub const ZONE_LABELS: [&str; 2] = [
+    "topology.kubernetes.io/zone",
+    "failure-domain.beta.kubernetes.io/zone",
+];
+/// Present on every Node Karpenter launched.
+pub const KARPENTER_LABEL: &str = "karpenter.sh/nodepool";
+
+/// A Node's place in the fleet.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Placement {
+    /// The pool: the first configured pool label present, as (label, value).
+    pub pool: Option<(String, String)>,
+    /// The instance type (machine type, VM size).
+    pub instance_type: Option<String>,
+    /// The zone.
+    pub zone: Option<String>,
+    /// Whether the Node is Spot or preemptible capacity.
+    pub spot: bool,
+    /// Whether Karpenter launched it (and so replaces it itself).
+    pub karpenter: bool,
+}
+
+fn first(labels: &BTreeMap<String, String>, keys: &[&str]) -> Option<String> {
+    keys.iter().find_map(|k| labels.get(*k)).cloned()
+}
+
+impl Placement {
+    /// The placement of a Node with these labels; `pool_labels` in order of preference.
+    pub fn of(labels: &BTreeMap<String, String>, pool_labels: &[String]) -> Placement {
+        Placement {
+            pool: pool_labels
+                .iter()
+                .find_map(|k| labels.get(k).map(|v| (k.clone(), v.clone()))),
+            instance_type: first(labels, &INSTANCE_TYPE_LABELS),
+            zone: first(labels, &ZONE_LABELS),
+            spot: SPOT_LABELS
+                .iter()
+                .any(|(k, v)| labels.get(*k).is_some_and(|l| l.eq_ignore_ascii_case(v))),
+            karpenter: labels.contains_key(KARPENTER_LABEL),
+        }
+    }
+
+    /// The pool's name, if known.
+    pub fn pool_name(&self) -> Option<&str> {
+        self.pool.as_ref().map(|(_, v)| v.as_str())
+    }
+
+    /// The (instance type, zone) of a Spot Node: the key its siblings share.
+    pub fn spot_key(&self) -> Option<(String, String)> {
+        match (self.spot, &self.instance_type, &self.zone) {
+            (true, Some(t), Some(z)) => Some((t.clone(), z.clone())),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn reads_the_pool_type_zone_and_capacity_of_each_cloud() {
+        let pools = vec![
+            "karpenter.sh/nodepool".to_owned(),
+            "eks.amazonaws.com/nodegroup".to_owned(),
+        ];
+        let eks = Placement::of(
+            &labels(&[
+                ("eks.amazonaws.com/nodegroup", "spot-a"),
+                ("eks.amazonaws.com/capacityType", "SPOT"),
+                ("node.kubernetes.io/instance-type", "m5.large"),
+                ("topology.kubernetes.io/zone", "us-east-1a"),
+            ]),
+            &pools,
+        );
+        assert_eq!(eks.pool_name(), Some("spot-a"));
+        assert_eq!(
+            eks.spot_key(),
+            Some(("m5.large".into(), "us-east-1a".into()))
+        );
+        assert!(!eks.karpenter);
+        let aks = Placement::of(
+            &labels(&[
+                ("kubernetes.azure.com/scalesetpriority", "spot"),
+                ("beta.kubernetes.io/instance-type", "Standard_D4s_v5"),
+                ("failure-domain.beta.kubernetes.io/zone", "westeurope-1"),
+            ]),
+            &pools,
+        );
+        assert!(aks.spot && aks.pool.is_none());
+        assert_eq!(aks.zone.as_deref(), Some("westeurope-1"));
+        let on_demand = Placement::of(
+            &labels(&[
+                ("karpenter.sh/nodepool", "default"),
+                ("karpenter.sh/capacity-type", "on-demand"),
+                ("node.kubernetes.io/instance-type", "m5.large"),
+                ("topology.kubernetes.io/zone", "us-east-1a"),
+            ]),
+            &pools,
+        );
+        assert!(on_demand.karpenter && !on_demand.spot);
+        assert_eq!(
+            on_demand.spot_key(),
+            None,
+            "on-demand Nodes have no siblings"
+        );
+    }
+}
