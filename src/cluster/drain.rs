@@ -37,6 +37,9 @@ const MAX_RETRY_WAIT: Duration = Duration::from_secs(5);
 pub struct Drained {
     /// Pods evicted.
     pub evicted: usize,
+    /// The evicted pods that have a controller: (namespace, the controller's uid, when), for
+    /// the recovery tracker.
+    pub owners: Vec<(String, String, Timestamp)>,
     /// Pods (`namespace/name`) still there at `deadline − margin`.
     pub left: Vec<String>,
     /// Pods whose grace period was cut to fit the deadline.
@@ -168,10 +171,18 @@ impl Drainer {
             if cut {
                 drained.shortened.push(format!("{namespace}/{name}"));
             }
+            let owner = pod
+                .metadata
+                .owner_references
+                .iter()
+                .flatten()
+                .find(|o| o.controller == Some(true))
+                .map(|o| o.uid.clone());
             pending.push(Pending {
                 namespace,
                 name,
                 grace,
+                owner,
             });
         }
         // Rounds: every pod still there is tried once, one at a time (the drains of other
@@ -186,6 +197,13 @@ impl Drainer {
                     Attempt::Evicted => {
                         metrics.eviction("evicted");
                         drained.evicted += 1;
+                        if let Some(owner) = &pod.owner {
+                            drained.owners.push((
+                                pod.namespace.clone(),
+                                owner.clone(),
+                                Timestamp::now(),
+                            ));
+                        }
                     }
                     Attempt::Gone => {}
                     Attempt::Blocked => {
@@ -246,6 +264,8 @@ struct Pending {
     namespace: String,
     name: String,
     grace: i64,
+    /// The uid of its controller, if it has one.
+    owner: Option<String>,
 }
 
 /// How one eviction went.

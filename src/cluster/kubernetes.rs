@@ -27,6 +27,7 @@ use super::events::{Events, node_ref};
 use super::intent::{self, NodeView};
 use super::plan::{self, Actions};
 use super::reconcile::Reconciler;
+use super::recovery::Recovery;
 use super::replacement::{Replacement, Tracker};
 use super::{Applied, ClusterError, Emitted};
 use crate::event::{Event, Kind};
@@ -54,6 +55,8 @@ pub(crate) struct Ctx {
     pub(crate) shelter: ShelterConfig,
     /// Events the cluster side makes itself, for the stream.
     pub(crate) emitted: mpsc::UnboundedSender<Emitted>,
+    /// Evicted pods waited for until they run again.
+    pub(crate) recovery: Arc<Recovery>,
 }
 
 impl Ctx {
@@ -187,6 +190,12 @@ impl KubeCluster {
             controller: "eviction-router".into(),
             instance: std::env::var("POD_NAME").ok(),
         };
+        let recovery = Arc::new(Recovery::new(
+            clients.drain.clone(),
+            cache.clone(),
+            metrics.clone(),
+            config.replacement_timeout(),
+        ));
         let ctx = Arc::new(Ctx {
             events: Events::new(clients.events.clone(), reporter),
             drainer: Drainer {
@@ -205,6 +214,7 @@ impl KubeCluster {
                 .then(|| Capacity::new(config.make_before_break.clone(), config.namespace())),
             shelter: config.shelter.clone(),
             emitted: emitted.clone(),
+            recovery,
         });
         let feeds = cache::Feeds {
             changed,

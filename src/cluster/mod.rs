@@ -19,6 +19,7 @@ pub mod lease;
 pub mod placement;
 pub mod plan;
 mod reconcile;
+pub mod recovery;
 pub mod replacement;
 pub mod shelter;
 

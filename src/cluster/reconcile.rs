@@ -440,6 +440,13 @@ async fn drain(
     }
     let view = ctx.cache.get(node).unwrap_or_default();
     ctx.phase("drained", &view, event);
+    ctx.recovery.evicted(
+        node,
+        view.placement.pool_name().unwrap_or("none"),
+        event,
+        &drained.owners,
+        Timestamp::now(),
+    );
     // A Warning Event naming pods, when there are any.
     let warn = |reason: &'static str, what: &str, pods: &[String]| {
         if !pods.is_empty() {
