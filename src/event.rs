@@ -103,6 +103,9 @@ wire_enum! {
         /// Emitted by the router itself when it shelters the Spot siblings of an interrupted
         /// Node (same instance type and zone) for a window.
         PoolAtRisk => "pool_at_risk",
+        /// Emitted by the router itself when it moved (or tried to move) an owner's pods from
+        /// on-demand back to Spot.
+        Failback => "failback",
     }
 }
 
@@ -156,6 +159,7 @@ impl Kind {
             Kind::Termination => "eviction-router.termination.v1",
             Kind::ReplacementReady => "eviction-router.replacement_ready.v1",
             Kind::PoolAtRisk => "eviction-router.pool_at_risk.v1",
+            Kind::Failback => "eviction-router.failback.v1",
         }
     }
 }

@@ -247,7 +247,8 @@ pub async fn publish_replacements(
     while let Some(emitted) = found.recv().await {
         let replacement = match emitted {
             crate::cluster::Emitted::Replacement(r) => r,
-            crate::cluster::Emitted::PoolAtRisk(event) => {
+            crate::cluster::Emitted::PoolAtRisk(event)
+            | crate::cluster::Emitted::Failback(event) => {
                 router.publish(&event).await;
                 continue;
             }

@@ -36,7 +36,7 @@ SINK_KEYS = {
 }
 SECTIONS = {
     "router": {"concurrency", "dedupe_window_seconds", "message_timeout_seconds", "shutdown_grace_seconds"},
-    "cluster": {"mode", "force_after_deadline", "leader_election", "make_before_break", "shelter"},
+    "cluster": {"mode", "force_after_deadline", "leader_election", "make_before_break", "shelter", "failback"},
     "server": {"listen"},
     "log": {"format"},
 }

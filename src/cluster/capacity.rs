@@ -135,7 +135,7 @@ fn decimal(digits: &str, exponent: i32) -> Option<i128> {
 }
 
 /// Formats thousandths back into a quantity.
-fn format_milli(v: i128) -> String {
+pub(super) fn milli_sum(v: i128) -> String {
     if v % 1000 == 0 {
         format!("{}", v / 1000)
     } else {
@@ -166,8 +166,8 @@ fn constraints(pod: &Pod) -> Value {
     json!({ "nodeSelector": selector, "terms": terms, "tolerations": tolerations })
 }
 
-/// The summed container requests of `pods`, by resource name.
-fn requests<'a>(pods: impl Iterator<Item = &'a Pod>) -> BTreeMap<String, i128> {
+/// The summed container requests of `pods`, by resource name, in thousandths.
+pub(super) fn sum_requests<'a>(pods: impl Iterator<Item = &'a Pod>) -> BTreeMap<String, i128> {
     let mut sum: BTreeMap<String, i128> = BTreeMap::new();
     for pod in pods {
         let containers = pod.spec.iter().flat_map(|s| s.containers.iter());
@@ -215,14 +215,14 @@ pub fn placeholders(
     }
     let mut out = Vec::new();
     for (i, (_, (c, members))) in groups.into_iter().enumerate() {
-        let sum = requests(members.iter().copied());
+        let sum = sum_requests(members.iter().copied());
         if sum.values().all(|v| *v <= 0) {
             continue; // Pods that ask for nothing need no room made for them.
         }
         let reqs: serde_json::Map<String, Value> = sum
             .into_iter()
             .filter(|(_, v)| *v > 0)
-            .map(|(k, v)| (k, Value::String(format_milli(v))))
+            .map(|(k, v)| (k, Value::String(milli_sum(v))))
             .collect();
         let mut selector = c["nodeSelector"].as_object().cloned().unwrap_or_default();
         selector.insert(pool.0.clone(), Value::String(pool.1.clone()));

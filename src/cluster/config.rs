@@ -44,6 +44,8 @@ pub struct ClusterConfig {
     pub make_before_break: MakeBeforeBreakConfig,
     /// `PreferNoSchedule` on the Spot siblings of an interrupted Node.
     pub shelter: ShelterConfig,
+    /// Moving pods from on-demand back to Spot when Spot returns (off by default).
+    pub failback: super::failback::FailbackConfig,
     /// The router's own namespace (placeholders, the Lease). Not read from the file: the
     /// `POD_NAMESPACE` environment variable (the chart sets it from the downward API) when
     /// `None`, else `default`.
@@ -68,6 +70,7 @@ impl Default for ClusterConfig {
             api_burst: 300,
             make_before_break: MakeBeforeBreakConfig::default(),
             shelter: ShelterConfig::default(),
+            failback: super::failback::FailbackConfig::default(),
             namespace: None,
         }
     }
@@ -106,6 +109,20 @@ impl ClusterConfig {
         }
         if self.shelter.window_seconds == 0 {
             return Err(("shelter.window_seconds", "must be at least 1"));
+        }
+        if let Err((key, what)) = self.failback.validate() {
+            let key = match key {
+                "interval_seconds" => "failback.interval_seconds",
+                "windows" => "failback.windows",
+                _ => "failback.max_pods_per_interval",
+            };
+            return Err((key, what));
+        }
+        if self.failback.enabled && self.make_before_break.kinds.is_empty() {
+            return Err((
+                "failback.enabled",
+                "needs make_before_break (its placeholders make the Spot room first)",
+            ));
         }
         Ok(())
     }

@@ -167,6 +167,11 @@ impl NodeView {
         if let Some(labels) = &node.metadata.labels {
             view.placement = Placement::of(labels, pool_labels);
         }
+        view.placement.provider = node
+            .spec
+            .as_ref()
+            .and_then(|s| s.provider_id.as_deref())
+            .and_then(super::placement::provider_of);
         view
     }
 

@@ -24,6 +24,7 @@ use super::capacity::Capacity;
 use super::config::{ClusterConfig, ShelterConfig};
 use super::drain::Drainer;
 use super::events::{Events, node_ref};
+use super::failback::{Failback, Notices};
 use super::intent::{self, NodeView};
 use super::plan::{self, Actions};
 use super::reconcile::Reconciler;
@@ -57,6 +58,8 @@ pub(crate) struct Ctx {
     pub(crate) emitted: mpsc::UnboundedSender<Emitted>,
     /// Evicted pods waited for until they run again.
     pub(crate) recovery: Arc<Recovery>,
+    /// The last notice of each pool (failback's dwell).
+    pub(crate) notices: Notices,
 }
 
 impl Ctx {
@@ -86,6 +89,17 @@ impl Ctx {
                 tracing::warn!(node = node.name.as_deref().unwrap_or(""), reason, error = %e, "Cannot record a Kubernetes Event.");
             }
         });
+    }
+
+    /// Remembers a notice of capacity at risk in the Node's pool (failback waits for quiet).
+    pub(crate) fn saw_notice(&self, view: &NodeView, event: &Event) {
+        if matches!(
+            event.data.kind,
+            Kind::Interruption | Kind::Termination | Kind::RebalanceRecommendation
+        ) && let Some(pool) = view.placement.pool_name()
+        {
+            self.notices.saw(pool, event.data.occurred_at);
+        }
     }
 
     /// Observes that the notice `event` on the Node `view` reached `phase` now.
@@ -215,15 +229,16 @@ impl KubeCluster {
             shelter: config.shelter.clone(),
             emitted: emitted.clone(),
             recovery,
+            notices: Notices::new(Timestamp::now()),
         });
         let feeds = cache::Feeds {
             changed,
             tracker: tracker.clone(),
             found,
         };
-        let tasks = vec![
+        let mut tasks = vec![
             tokio::spawn(cache::run(ctx.clients.admit.clone(), cache, feeds)),
-            tokio::spawn(Reconciler::new(ctx.clone(), changes, active).run()),
+            tokio::spawn(Reconciler::new(ctx.clone(), changes, active.clone()).run()),
             tokio::spawn(expire_replacements(tracker.clone(), metrics)),
             // Replacements join the other events the cluster side makes.
             tokio::spawn(async move {
@@ -235,6 +250,10 @@ impl KubeCluster {
             }),
         ];
 
+        if config.failback.enabled {
+            let failback = Arc::new(Failback::new(config.failback.clone(), config.namespace()));
+            tasks.push(tokio::spawn(failback.run(ctx.clone(), active.clone())));
+        }
         KubeCluster {
             ctx,
             tracker,
@@ -303,6 +322,7 @@ impl KubeCluster {
                 }
             }
             ctx.metrics.action("admit", "ok", started.elapsed());
+            ctx.saw_notice(&view, event);
             if admission.patch.is_some()
                 && steps
                     .iter()

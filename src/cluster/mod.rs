@@ -12,6 +12,7 @@ pub mod capacity;
 pub mod config;
 pub mod drain;
 pub mod events;
+pub mod failback;
 pub mod index;
 pub mod intent;
 pub mod kubernetes;
@@ -40,6 +41,8 @@ pub enum Emitted {
     Replacement(replacement::Replacement),
     /// Spot siblings of an interrupted Node were sheltered (`pool_at_risk`).
     PoolAtRisk(Event),
+    /// An owner's pods were moved back to Spot, or the move ended early (`failback`).
+    Failback(Event),
 }
 
 /// Why a cluster step failed. Every variant is transient: the message (or the reconciler's

@@ -43,6 +43,38 @@ pub struct Placement {
     pub spot: bool,
     /// Whether Karpenter launched it (and so replaces it itself).
     pub karpenter: bool,
+    /// Whether it is on-demand capacity standing in for Spot: a known capacity label says it is
+    /// not Spot, or Cast AI marked it a Spot fallback.
+    pub fallback: bool,
+    /// The cloud, from `spec.providerID`.
+    pub provider: Option<crate::event::Provider>,
+}
+
+/// Labels that say a Node is *not* Spot, with the values that mean so; a Node with one of these
+/// and no Spot label is on-demand capacity.
+pub const ON_DEMAND_LABELS: [(&str, &[&str]); 3] = [
+    ("karpenter.sh/capacity-type", &["on-demand", "reserved"]),
+    (
+        "eks.amazonaws.com/capacityType",
+        &["ON_DEMAND", "CAPACITY_BLOCK"],
+    ),
+    ("kubernetes.azure.com/scalesetpriority", &["regular"]),
+];
+/// Cast AI's label on the on-demand Nodes it made because Spot was not to be had.
+pub const CAST_FALLBACK_LABEL: &str = "scheduling.cast.ai/spot-fallback";
+
+/// The cloud of a `spec.providerID`.
+pub fn provider_of(provider_id: &str) -> Option<crate::event::Provider> {
+    use crate::event::Provider;
+    if provider_id.starts_with("aws://") {
+        Some(Provider::Aws)
+    } else if provider_id.starts_with("azure://") {
+        Some(Provider::Azure)
+    } else if provider_id.starts_with("gce://") {
+        Some(Provider::Gcp)
+    } else {
+        None
+    }
 }
 
 fn first(labels: &BTreeMap<String, String>, keys: &[&str]) -> Option<String> {
@@ -62,6 +94,11 @@ impl Placement {
                 .iter()
                 .any(|(k, v)| labels.get(*k).is_some_and(|l| l.eq_ignore_ascii_case(v))),
             karpenter: labels.contains_key(KARPENTER_LABEL),
+            fallback: labels.get(CAST_FALLBACK_LABEL).is_some_and(|v| v == "true")
+                || ON_DEMAND_LABELS
+                    .iter()
+                    .any(|(k, vs)| labels.get(*k).is_some_and(|v| vs.contains(&v.as_str()))),
+            provider: None,
         }
     }
 
@@ -130,7 +167,8 @@ mod tests {
             ]),
             &pools,
         );
-        assert!(on_demand.karpenter && !on_demand.spot);
+        assert!(on_demand.karpenter && !on_demand.spot && on_demand.fallback);
+        assert!(!eks.fallback && !aks.fallback);
         assert_eq!(
             on_demand.spot_key(),
             None,

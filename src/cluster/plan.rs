@@ -196,7 +196,7 @@ impl Actions {
             Kind::Termination => self.termination,
             Kind::ScheduledMaintenance => self.scheduled_maintenance,
             Kind::RebalanceRecommendation => self.rebalance_recommendation,
-            Kind::ReplacementReady | Kind::PoolAtRisk => Switches {
+            Kind::ReplacementReady | Kind::PoolAtRisk | Kind::Failback => Switches {
                 taint: false,
                 cordon: false,
                 drain: false,
@@ -307,7 +307,7 @@ fn candidates(event: &EventData, lead: SignedDuration) -> Vec<Step> {
                 event_type: EventType::Normal,
             },
         ],
-        Kind::ReplacementReady | Kind::PoolAtRisk => Vec::new(),
+        Kind::ReplacementReady | Kind::PoolAtRisk | Kind::Failback => Vec::new(),
     }
 }
 

@@ -295,6 +295,9 @@ impl Reconciler {
         for annotation in view.unreadable() {
             tracing::warn!(node = %name, annotation, "An intent annotation cannot be read; it is ignored.");
         }
+        for intent in view.intents().values() {
+            self.ctx.saw_notice(&view, &intent.event);
+        }
         self.shelter(&view);
         let now = Timestamp::now();
         let plan =

@@ -248,6 +248,7 @@ mod tests {
                 zone: Some("us-east-1a".into()),
                 spot: true,
                 karpenter: false,
+                ..Placement::default()
             },
             taints: vec![Taint {
                 key: "other".into(),

@@ -49,6 +49,10 @@ pub(super) struct Recovery {
     phases: HistogramFamily<Phase>,
     unavailability: HistogramFamily<ProviderKindLabel>,
     onto_doomed: Counter,
+    failback: Family<OutcomeLabel, Counter>,
+    failback_pods: Counter,
+    failback_duration: HistogramFamily<OutcomeLabel>,
+    failback_candidates: Gauge,
     pools: Mutex<HashSet<String>>,
 }
 
@@ -64,6 +68,10 @@ impl Recovery {
             phases: Family::new_with_constructor(histogram),
             unavailability: Family::new_with_constructor(histogram),
             onto_doomed: Counter::default(),
+            failback: Family::default(),
+            failback_pods: Counter::default(),
+            failback_duration: Family::new_with_constructor(histogram),
+            failback_candidates: Gauge::default(),
             pools: Mutex::new(HashSet::new()),
         }
     }
@@ -113,6 +121,26 @@ impl Recovery {
             "pods_onto_doomed_nodes",
             "Replacement pods of evicted pods that ran on a Node that had already received a notice",
             self.onto_doomed.clone(),
+        );
+        r.register(
+            "failback_moves",
+            "Failback moves of one owner's pods to Spot, by outcome (moved, aborted, no_capacity, blocked)",
+            self.failback.clone(),
+        );
+        r.register(
+            "failback_pods_moved",
+            "Pods moved from on-demand back to Spot",
+            self.failback_pods.clone(),
+        );
+        r.register(
+            "failback_move_duration_seconds",
+            "Duration of a failback move, placeholder to last replacement, by outcome",
+            self.failback_duration.clone(),
+        );
+        r.register(
+            "failback_candidates",
+            "Pods that prefer Spot and run on on-demand Nodes, as of the last failback round",
+            self.failback_candidates.clone(),
         );
     }
 
@@ -211,6 +239,24 @@ impl Metrics {
         if onto_doomed {
             self.recovery.onto_doomed.inc();
         }
+    }
+}
+
+impl Metrics {
+    /// A failback move of one owner ended, having moved `moved` pods.
+    pub fn failback(&self, outcome: &'static str, moved: u64, took: Duration) {
+        let labels = OutcomeLabel { outcome };
+        self.recovery.failback.get_or_create(&labels).inc();
+        self.recovery.failback_pods.inc_by(moved);
+        self.recovery
+            .failback_duration
+            .get_or_create(&labels)
+            .observe(took.as_secs_f64());
+    }
+
+    /// Sets how many pods are failback candidates.
+    pub fn failback_candidates(&self, n: i64) {
+        self.recovery.failback_candidates.set(n);
     }
 }
 

@@ -92,6 +92,9 @@ Checks that the schema cannot express across keys. Included once, from the Confi
 {{- if and (gt (int .Values.replicaCount) 1) (not .Values.leaderElection.enabled) (eq .Values.cluster.mode "kubernetes") }}
 {{- fail "replicaCount > 1 needs leaderElection.enabled=true in cluster.mode=kubernetes: every replica would act on the same Nodes" }}
 {{- end }}
+{{- if and .Values.cluster.failback.enabled (not .Values.cluster.makeBeforeBreak.enabled) }}
+{{- fail "cluster.failback.enabled needs cluster.makeBeforeBreak.enabled: failback makes the Spot room with a placeholder before it evicts" }}
+{{- end }}
 {{- if ge (int .Values.router.shutdownGraceSeconds) (int .Values.terminationGracePeriodSeconds) }}
 {{- fail "router.shutdownGraceSeconds must be shorter than terminationGracePeriodSeconds, or the kubelet kills the router before it has finished" }}
 {{- end }}
@@ -147,6 +150,14 @@ cluster:
     {{- else }}
     kinds: []
     {{- end }}
+  failback:
+    enabled: {{ .Values.cluster.failback.enabled }}
+    namespaces: {{ .Values.cluster.failback.namespaces | toJson }}
+    selector: {{ .Values.cluster.failback.selector | toJson }}
+    dwell_seconds: {{ int .Values.cluster.failback.dwellSeconds }}
+    max_pods_per_interval: {{ int .Values.cluster.failback.maxPodsPerInterval }}
+    max_nodes_per_interval: {{ int .Values.cluster.failback.maxNodesPerInterval }}
+    windows: {{ .Values.cluster.failback.windows | toJson }}
   shelter:
     enabled: {{ .Values.cluster.shelter.enabled }}
     window_seconds: {{ int .Values.cluster.shelter.windowSeconds }}
