@@ -19,11 +19,18 @@
 //! [`Rbac`]), the optional resources included: a request the manifests do not grant gets the
 //! apiserver's 403 Forbidden.
 //!
+//! Opt-in, [`FakeApiServer::simulate`] runs a small cluster's controllers against the store — a
+//! scheduler with preemption, a kubelet, ReplicaSet-like workloads, the disruption controller,
+//! the pod garbage collector and a Cluster Autoscaler over node pools, CapacityBuffers included
+//! — and reports bindings, launches, disrupted pods and how long their workloads were a pod
+//! short, and budget violations ([`Sim`], [`SimReport`]; what each controller copies and leaves
+//! out is in the [`sim`] module's documentation).
+//!
 //! Not modelled: authentication (with RBAC enforced every request is the one configured user;
 //! without it nothing is checked), schema validation, admission beyond namespace existence and
-//! priority, controllers (no kubelet, scheduler, garbage collector or disruption controller),
-//! and graceful termination: a deleted or evicted pod is removed at once whatever
-//! `gracePeriodSeconds` says (no deletionTimestamp, no kubelet to confirm).
+//! priority, controllers unless a simulation runs (no kubelet, scheduler, garbage collector or
+//! disruption controller), and graceful termination: a deleted or evicted pod is removed at once
+//! whatever `gracePeriodSeconds` says (no deletionTimestamp, no kubelet to confirm).
 //! [`FakeApiServer::evictions`] records the grace period each accepted eviction asked for.
 //! Objects are stored as JSON exactly as sent; the handle's store methods (`insert`, `update`, …)
 //! bypass admission as well as RBAC.
@@ -61,6 +68,7 @@ mod rbac;
 mod resources;
 mod selector;
 mod service;
+pub mod sim;
 mod store;
 mod watch;
 
@@ -73,6 +81,10 @@ pub use error::ApiError;
 pub use eviction::EvictionRecord;
 pub use faults::{Faults, RequestRecord};
 pub use rbac::{Attributes, Denial, Rbac, RbacError};
+pub use sim::{
+    Binding, Disruption, Ending, NodeLaunch, PdbViolation, PoolSpec, Resources, Sim, SimConfig,
+    SimReport, WorkloadSpec,
+};
 
 use store::{Deleted, Preconditions, Store, Target};
 

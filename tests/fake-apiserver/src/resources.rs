@@ -250,6 +250,13 @@ impl Served {
             .find(|r| r.plural == name || r.qualified() == name || r.kind == name)
     }
 
+    /// Any enabled version of a group's resource (objects are shared between versions).
+    pub(crate) fn any_version(&self, group: &str, plural: &str) -> Option<&'static ResourceDef> {
+        self.all()
+            .into_iter()
+            .find(|r| r.group == group && r.plural == plural)
+    }
+
     /// Served group/versions, in table order.
     pub(crate) fn group_versions(&self) -> Vec<(&'static str, &'static str)> {
         let mut out: Vec<(&str, &str)> = Vec::new();
@@ -319,4 +326,12 @@ pub(crate) fn pdbs() -> &'static ResourceDef {
 pub(crate) fn priority_classes() -> &'static ResourceDef {
     by_path("scheduling.k8s.io", "v1", "priorityclasses")
         .expect("PriorityClasses are in the resource table")
+}
+
+pub(crate) fn nodes() -> &'static ResourceDef {
+    by_path("", "v1", "nodes").expect("nodes are in the resource table")
+}
+
+pub(crate) fn pod_templates() -> &'static ResourceDef {
+    by_path("", "v1", "podtemplates").expect("PodTemplates are in the resource table")
 }
