@@ -1,23 +1,39 @@
 //! A narrow fake of the Kubernetes API server, for eviction-router's tests.
 //!
 //! It speaks the JSON REST protocol for a fixed set of resources — core/v1 `namespaces`, `nodes`,
-//! `pods` (with `status` and `eviction`), policy/v1 `poddisruptionbudgets`, events.k8s.io/v1
-//! `events`, coordination.k8s.io/v1 `leases` and apps/v1 `daemonsets` — well enough to drive
-//! kube-rs (in process, through [`FakeApiServer::service`]) and `kubectl` (over HTTP, through
-//! [`FakeApiServer::start_http`] or the `fake-apiserver` binary).
+//! `pods` (with `status` and `eviction`) and `podtemplates`, policy/v1 `poddisruptionbudgets`,
+//! events.k8s.io/v1 `events`, coordination.k8s.io/v1 `leases`, apps/v1 `daemonsets` and
+//! scheduling.k8s.io/v1 `priorityclasses` — plus, once [`FakeApiServer::serve_capacity_buffers`]
+//! enables it as if its CRD were installed, Cluster Autoscaler's `autoscaling.x-k8s.io`
+//! `capacitybuffers`; well enough to drive kube-rs (in process, through
+//! [`FakeApiServer::service`]) and `kubectl` (over HTTP, through [`FakeApiServer::start_http`] or
+//! the `fake-apiserver` binary).
 //!
 //! Modelled: optimistic concurrency (resourceVersion preconditions on update, patch and
 //! delete), finalizers, the status subresources, JSON / merge / strategic merge patches, watches
-//! with bookmarks and 410 Gone, the Eviction API with PodDisruptionBudgets, and — once
+//! with bookmarks and 410 Gone, the Eviction API with PodDisruptionBudgets, Priority admission
+//! (a pod's `spec.priority` and `spec.preemptionPolicy` resolved from its PriorityClass, with the
+//! apiserver's 403 for a missing class or a disagreeing priority; the built-in
+//! `system-cluster-critical` and `system-node-critical` classes exist from the start), and — once
 //! [`FakeApiServer::enforce_rbac`] is called — RBAC authorization of every request (see
-//! [`Rbac`]): a request the manifests do not grant gets the apiserver's 403 Forbidden.
+//! [`Rbac`]), the optional resources included: a request the manifests do not grant gets the
+//! apiserver's 403 Forbidden.
+//!
+//! Opt-in, [`FakeApiServer::simulate`] runs a small cluster's controllers against the store — a
+//! scheduler with preemption, a kubelet, ReplicaSet-like workloads, the disruption controller,
+//! the pod garbage collector and a Cluster Autoscaler over node pools, CapacityBuffers included
+//! — and reports bindings, launches, disrupted pods and how long their workloads were a pod
+//! short, and budget violations ([`Sim`], [`SimReport`]; what each controller copies and leaves
+//! out is in the [`sim`] module's documentation).
 //!
 //! Not modelled: authentication (with RBAC enforced every request is the one configured user;
-//! without it nothing is checked), schema validation, admission beyond namespace existence,
-//! controllers (no kubelet, scheduler, garbage collector or disruption controller), and graceful
-//! termination: a deleted or evicted pod is removed at once whatever `gracePeriodSeconds` says
-//! (no deletionTimestamp, no kubelet to confirm). [`FakeApiServer::evictions`] records the grace
-//! period each accepted eviction asked for. Objects are stored as JSON exactly as sent.
+//! without it nothing is checked), schema validation, admission beyond namespace existence and
+//! priority, controllers unless a simulation runs (no kubelet, scheduler, garbage collector or
+//! disruption controller), and graceful termination: a deleted or evicted pod is removed at once
+//! whatever `gracePeriodSeconds` says (no deletionTimestamp, no kubelet to confirm).
+//! [`FakeApiServer::evictions`] records the grace period each accepted eviction asked for.
+//! Objects are stored as JSON exactly as sent; the handle's store methods (`insert`, `update`, …)
+//! bypass admission as well as RBAC.
 //!
 //! ```text
 //! // In process (no sockets; needs a Tokio runtime):
@@ -42,6 +58,7 @@
 //! `127.0.0.1:PORT` as its first line once the kubeconfig is written, and serves until
 //! interrupted; `--rbac manifests.yaml --as USER` enforces RBAC.
 
+mod admission;
 mod discovery;
 mod error;
 mod eviction;
@@ -51,6 +68,7 @@ mod rbac;
 mod resources;
 mod selector;
 mod service;
+pub mod sim;
 mod store;
 mod watch;
 
@@ -63,6 +81,10 @@ pub use error::ApiError;
 pub use eviction::EvictionRecord;
 pub use faults::{Faults, RequestRecord};
 pub use rbac::{Attributes, Denial, Rbac, RbacError};
+pub use sim::{
+    Binding, Disruption, Ending, NodeLaunch, PdbViolation, PoolSpec, Resources, Sim, SimConfig,
+    SimReport, WorkloadSpec,
+};
 
 use store::{Deleted, Preconditions, Store, Target};
 
@@ -87,6 +109,8 @@ pub(crate) struct Shared {
     pub(crate) watch_epoch: tokio::sync::watch::Sender<u64>,
     pub(crate) rbac: rbac::Enforcer,
     evictions: Mutex<Vec<EvictionRecord>>,
+    /// The fixed resources plus the optional ones enabled on this server.
+    pub(crate) served: resources::Served,
 }
 
 impl Shared {
@@ -106,6 +130,12 @@ impl Shared {
             self.changes.send_replace(rv);
         }
         out
+    }
+
+    pub(crate) fn evictions(&self) -> MutexGuard<'_, Vec<EvictionRecord>> {
+        self.evictions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     pub(crate) fn record_eviction(&self, record: EvictionRecord) {
@@ -129,11 +159,6 @@ impl Default for FakeApiServer {
     }
 }
 
-fn resource(name: &str) -> &'static resources::ResourceDef {
-    resources::by_name(name)
-        .unwrap_or_else(|| panic!("fake-apiserver does not serve a resource called {name:?}"))
-}
-
 impl FakeApiServer {
     /// An empty cluster: no objects but the namespaces `default`, `kube-system`, `kube-public`
     /// and `kube-node-lease`.
@@ -148,6 +173,7 @@ impl FakeApiServer {
                 watch_epoch: tokio::sync::watch::Sender::new(0),
                 rbac: rbac::Enforcer::default(),
                 evictions: Mutex::new(Vec::new()),
+                served: resources::Served::default(),
             }),
         }
     }
@@ -218,14 +244,26 @@ impl FakeApiServer {
         self.shared.rbac.denials()
     }
 
+    /// Serves Cluster Autoscaler's `autoscaling.x-k8s.io` `capacitybuffers` in `version`
+    /// (`v1alpha1`, `v1beta1` or `v1`), as if its CRD were installed: the resource (namespaced,
+    /// with a status subresource) and its group in discovery. Until then its paths are 404 and
+    /// discovery does not list it. Enabling several versions serves the same objects under each,
+    /// without conversion. Requests for it are authorized like any other once RBAC is enforced.
+    ///
+    /// # Panics
+    /// For another version.
+    pub fn serve_capacity_buffers(&self, version: &str) {
+        let group = resources::CAPACITY_BUFFER_GROUP;
+        assert!(
+            self.shared.served.enable(group, version, "capacitybuffers"),
+            "CapacityBuffers have no version {version:?} (v1alpha1, v1beta1 or v1)"
+        );
+    }
+
     /// Every eviction the fake accepted (answered 201), oldest first, with the delete options
     /// it carried. Refused evictions (429, 404, …) are not listed.
     pub fn evictions(&self) -> Vec<EvictionRecord> {
-        self.shared
-            .evictions
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        self.shared.evictions().clone()
     }
 
     /// The current (global) resourceVersion.
@@ -238,7 +276,7 @@ impl FakeApiServer {
     /// creationTimestamp, resourceVersion (and generation for PDBs and DaemonSets) are
     /// assigned. Watches see an ADDED event.
     pub fn insert(&self, obj: Value) -> Result<Value, ApiError> {
-        let def = Self::def_of(&obj)?;
+        let def = self.def_of(&obj)?;
         let ns = obj
             .pointer("/metadata/namespace")
             .and_then(Value::as_str)
@@ -263,7 +301,7 @@ impl FakeApiServer {
     /// Replaces a stored object as given (status and spec alike). A non-empty
     /// `metadata.resourceVersion` must match the stored one (else 409 Conflict).
     pub fn update(&self, obj: Value) -> Result<Value, ApiError> {
-        let def = Self::def_of(&obj)?;
+        let def = self.def_of(&obj)?;
         let ns = obj
             .pointer("/metadata/namespace")
             .and_then(Value::as_str)
@@ -289,7 +327,7 @@ impl FakeApiServer {
     /// # Panics
     /// If the fake does not serve `resource`.
     pub fn get(&self, resource_name: &str, namespace: Option<&str>, name: &str) -> Option<Value> {
-        let def = resource(resource_name);
+        let def = self.resource(resource_name);
         let ns = if def.namespaced {
             namespace.unwrap_or("default")
         } else {
@@ -303,7 +341,7 @@ impl FakeApiServer {
     /// # Panics
     /// If the fake does not serve `resource`.
     pub fn list(&self, resource_name: &str, namespace: Option<&str>) -> Vec<Value> {
-        let def = resource(resource_name);
+        let def = self.resource(resource_name);
         let ns = if def.namespaced { namespace } else { None };
         self.shared
             .store()
@@ -323,7 +361,7 @@ impl FakeApiServer {
         namespace: Option<&str>,
         name: &str,
     ) -> Result<Value, ApiError> {
-        let def = resource(resource_name);
+        let def = self.resource(resource_name);
         let ns = if def.namespaced {
             namespace.unwrap_or("default")
         } else {
@@ -337,14 +375,24 @@ impl FakeApiServer {
         }
     }
 
-    fn def_of(obj: &Value) -> Result<&'static resources::ResourceDef, ApiError> {
+    fn resource(&self, name: &str) -> &'static resources::ResourceDef {
+        self.shared
+            .served
+            .by_name(name)
+            .unwrap_or_else(|| panic!("fake-apiserver does not serve a resource called {name:?}"))
+    }
+
+    fn def_of(&self, obj: &Value) -> Result<&'static resources::ResourceDef, ApiError> {
         let api_version = obj.get("apiVersion").and_then(Value::as_str).unwrap_or("");
         let kind = obj.get("kind").and_then(Value::as_str).unwrap_or("");
-        resources::by_kind(api_version, kind).ok_or_else(|| {
-            ApiError::bad_request(format!(
-                "fake-apiserver does not serve {api_version}, Kind={kind}"
-            ))
-        })
+        self.shared
+            .served
+            .by_kind(api_version, kind)
+            .ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "fake-apiserver does not serve {api_version}, Kind={kind}"
+                ))
+            })
     }
 }
 

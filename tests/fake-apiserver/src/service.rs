@@ -13,10 +13,10 @@ use std::time::Duration;
 use crate::error::ApiError;
 use crate::faults::RequestRecord;
 use crate::rbac::Denial;
-use crate::resources::{self, ResourceDef};
+use crate::resources::{ResourceDef, Served};
 use crate::selector::{FieldSelector, LabelSelector};
 use crate::store::{Deleted, Preconditions, Target};
-use crate::{Shared, discovery, eviction, patch, watch};
+use crate::{Shared, admission, discovery, eviction, patch, watch};
 
 const MAX_BODY: usize = 8 * 1024 * 1024;
 // apiserver: a watch without timeoutSeconds runs for at least --min-request-timeout (1800s).
@@ -140,7 +140,7 @@ enum Route {
     },
 }
 
-fn route(path: &str) -> Result<Route, ApiError> {
+fn route(served: &Served, path: &str) -> Result<Route, ApiError> {
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     let (group, version, rest) = match segs.as_slice() {
         ["version"] => return Ok(Route::Version),
@@ -156,14 +156,18 @@ fn route(path: &str) -> Result<Route, ApiError> {
     };
     let (ns, rest) = match rest {
         ["namespaces", ns, plural, ..]
-            if resources::by_path(group, version, plural).is_some_and(|d| d.namespaced) =>
+            if served
+                .by_path(group, version, plural)
+                .is_some_and(|d| d.namespaced) =>
         {
             (Some(ns.to_string()), &rest[2..])
         }
         _ => (None, rest),
     };
     let plural = if ns.is_some() { rest[0] } else { first };
-    let def = resources::by_path(group, version, plural).ok_or_else(ApiError::no_route)?;
+    let def = served
+        .by_path(group, version, plural)
+        .ok_or_else(ApiError::no_route)?;
     if rest.len() > 1 && def.namespaced != ns.is_some() {
         return Err(ApiError::no_route());
     }
@@ -219,15 +223,18 @@ async fn dispatch(shared: &Arc<Shared>, req: Request) -> Result<Response, ApiErr
     let dry_run = q.get("dryRun").is_some_and(|v| v == "All");
     let method = &parts.method;
 
-    match route(parts.uri.path())? {
+    match route(&shared.served, parts.uri.path())? {
         Route::Version if method == Method::GET => Ok(json_response(200, &discovery::version())),
         Route::Api if method == Method::GET => Ok(json_response(200, &discovery::api_versions())),
-        Route::Apis if method == Method::GET => {
-            Ok(json_response(200, &discovery::api_group_list()))
+        Route::Apis if method == Method::GET => Ok(json_response(
+            200,
+            &discovery::api_group_list(&shared.served),
+        )),
+        Route::ResourceList(g, v) if method == Method::GET => {
+            discovery::resource_list(&shared.served, &g, &v)
+                .map(|l| json_response(200, &l))
+                .ok_or_else(ApiError::no_route)
         }
-        Route::ResourceList(g, v) if method == Method::GET => discovery::resource_list(&g, &v)
-            .map(|l| json_response(200, &l))
-            .ok_or_else(ApiError::no_route),
         Route::Collection { def, ns } => match *method {
             Method::GET if truthy(&q, "watch") => watch_request(shared, def, ns, &q),
             Method::GET => list(shared, def, ns.as_deref(), &q),
@@ -235,8 +242,11 @@ async fn dispatch(shared: &Arc<Shared>, req: Request) -> Result<Response, ApiErr
                 let Some(ns) = ns.or_else(|| (!def.namespaced).then(String::new)) else {
                     return Err(ApiError::method_not_allowed());
                 };
-                let obj = parse_json(content_type, &body)?;
-                let created = shared.write(|s| s.create(def, &ns, obj, Target::Main, dry_run))?;
+                let mut obj = parse_json(content_type, &body)?;
+                let created = shared.write(|s| {
+                    admission::admit_create(s, def, &ns, &mut obj)?;
+                    s.create(def, &ns, obj, Target::Main, dry_run)
+                })?;
                 Ok(json_response(201, &created))
             }
             _ => Err(ApiError::method_not_allowed()),
@@ -245,8 +255,10 @@ async fn dispatch(shared: &Arc<Shared>, req: Request) -> Result<Response, ApiErr
             Method::GET => get(shared, def, &ns, &name),
             Method::PUT => {
                 let obj = parse_json(content_type, &body)?;
-                let updated =
-                    shared.write(|s| s.update(def, &ns, &name, obj, Target::Main, dry_run))?;
+                let updated = shared.write(|s| {
+                    admission::validate_update(s, def, &name, &obj)?;
+                    s.update(def, &ns, &name, obj, Target::Main, dry_run)
+                })?;
                 Ok(json_response(200, &updated))
             }
             Method::PATCH => patch_request(
@@ -282,9 +294,13 @@ async fn dispatch(shared: &Arc<Shared>, req: Request) -> Result<Response, ApiErr
             ),
             ("eviction", Method::POST) => {
                 parse_json(content_type, &body)?;
-                let (status, record) =
-                    shared.write(|s| eviction::evict(s, &ns, &name, &body, dry_run))?;
-                shared.record_eviction(record);
+                // Recorded under the store's lock, so whoever sees the pod gone also sees the
+                // eviction that removed it.
+                let status = shared.write(|s| {
+                    let (status, record) = eviction::evict(s, &ns, &name, &body, dry_run)?;
+                    shared.record_eviction(record);
+                    Ok::<_, ApiError>(status)
+                })?;
                 Ok(json_response(201, &status))
             }
             _ => Err(ApiError::method_not_allowed()),
@@ -420,6 +436,9 @@ fn patch_request(
             .get(def, ns, name)
             .ok_or_else(|| ApiError::not_found(def, name))?;
         let patched = patch::apply(def, name, kind, current, body)?;
+        if target == Target::Main {
+            admission::validate_update(s, def, name, &patched)?;
+        }
         s.update(def, ns, name, patched, target, dry_run)
     })?;
     Ok(json_response(200, &updated))
@@ -473,6 +492,8 @@ mod tests {
 
     #[test]
     fn routes() {
+        let served = Served::default();
+        let route = |path: &str| route(&served, path);
         assert!(matches!(
             route("/api/v1/nodes"),
             Ok(Route::Collection { ns: None, .. })

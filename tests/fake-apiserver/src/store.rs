@@ -170,6 +170,13 @@ fn reset_status_on_create(def: &ResourceDef, obj: &mut Value) {
                 "desiredHealthy": 0, "expectedPods": 0,
             })
         }
+        // apiextensions: a custom resource with a status subresource drops status on create
+        // (k8s.io/apiextensions-apiserver/pkg/registry/customresource/strategy.go PrepareForCreate).
+        (resources::CAPACITY_BUFFER_GROUP, "capacitybuffers") => {
+            if let Some(o) = obj.as_object_mut() {
+                o.remove("status");
+            }
+        }
         _ => {}
     }
 }
@@ -190,6 +197,11 @@ impl Store {
             store
                 .create(resources::namespaces(), "", obj, Target::Raw, false)
                 .expect("built-in namespaces are valid and unique");
+        }
+        for pc in crate::admission::system_priority_classes() {
+            store
+                .create(resources::priority_classes(), "", pc, Target::Raw, false)
+                .expect("built-in PriorityClasses are valid and unique");
         }
         store
     }
