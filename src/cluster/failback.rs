@@ -10,13 +10,16 @@
 //!    AI's `scheduling.cast.ai/spot-fallback`);
 //! 2. decides **when**: inside the configured windows, not paused (the kill switch: the
 //!    annotation `eviction-router/failback: paused` on the router's namespace, read every
-//!    interval), every Spot pool the pods could go to quiet for `dwell_seconds` (no notice seen),
+//!    interval), some Spot pool quiet for `dwell_seconds` (no notice seen; the leader's own
+//!    watch counts as a notice at its start, so a new leader waits a whole dwell),
 //!    each owner moved at most once per dwell, at most `max_pods_per_interval` pods and
 //!    `max_nodes_per_interval` on-demand Nodes touched per interval;
 //! 3. **makes before it breaks**: one owner at a time, a placeholder pod sized to the owner's
 //!    candidates, required onto Spot (the pods' own preferred Spot term made required), waited
 //!    for until it runs; if the Spot pool it landed in had a notice since the dwell began, it is
-//!    given up. Then the owner's pods are evicted one at a time through the Eviction API
+//!    given up. Then the owner's pods are evicted one at a time through the Eviction API, each
+//!    one's placeholder deleted just before it (a placeholder in the way would send the
+//!    replacement back to the on-demand room its pod just freed)
 //!    (PodDisruptionBudgets honoured; a 429 is retried a few times, then the pod is left),
 //!    each next one only once the owner has as many pods Running again as before; a notice for
 //!    that pool, or the kill switch, stops it between two evictions;
@@ -309,33 +312,36 @@ pub fn candidates(pods: &[Pod], on_demand: impl Fn(&str) -> bool) -> Vec<Owner> 
     owners.into_values().collect()
 }
 
-/// The placeholder for moving `pods` (all of one owner) to Spot.
+/// The placeholder for moving `pod` (the `index`th candidate of its owner) to Spot: its own
+/// requests, the owner's Spot term made required, its tolerations. One per pod, so each fits
+/// wherever the pod would.
 pub fn placeholder(
     owner: &Owner,
-    pods: &[Pod],
+    pod: &Pod,
+    index: usize,
     priority_class: &str,
     image: &str,
     now: Timestamp,
 ) -> Value {
-    let sum = sum_requests(pods.iter());
+    let sum = sum_requests(std::iter::once(pod));
     let reqs: serde_json::Map<String, Value> = sum
         .into_iter()
         .filter(|(_, v)| *v > 0)
         .map(|(k, v)| (k, Value::String(milli_sum(v))))
         .collect();
-    let tolerations = pods
-        .first()
-        .and_then(|p| p.spec.as_ref())
+    let tolerations = pod
+        .spec
+        .as_ref()
         .and_then(|s| s.tolerations.clone())
         .unwrap_or_default();
     let mut exprs = owner.spot.clone();
     exprs.push(json!({"key": super::shelter::AT_RISK, "operator": "DoesNotExist"}));
-    let id = super::capacity::group(&owner.namespace, &owner.uid);
+    let id = group_of(owner);
     json!({
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {
-            "name": format!("eviction-router-failback-{id}"),
+            "name": format!("eviction-router-failback-{id}-{index}"),
             "labels": {
                 "app.kubernetes.io/managed-by": "eviction-router",
                 FAILBACK_LABEL: id,
@@ -354,6 +360,11 @@ pub fn placeholder(
             "containers": [{"name": "pause", "image": image, "resources": {"requests": reqs}}],
         },
     })
+}
+
+/// The label value of an owner's failback placeholders.
+fn group_of(owner: &Owner) -> String {
+    super::capacity::group(&owner.namespace, &owner.uid)
 }
 
 /// How a move ended (a bounded label).
@@ -411,6 +422,8 @@ impl Failback {
         let every = Duration::from_secs(self.config.interval_seconds.max(1));
         let mut cleaned = false;
         let mut paused = false;
+        // A dropped sender means the value never changes again (no election: always active).
+        let mut election = true;
         loop {
             if !*active.borrow_and_update() {
                 cleaned = false;
@@ -450,7 +463,7 @@ impl Failback {
             }
             tokio::select! {
                 () = tokio::time::sleep(every) => {}
-                changed = active.changed() => if changed.is_err() { return },
+                changed = active.changed(), if election => if changed.is_err() { election = false },
             }
         }
     }
@@ -514,7 +527,9 @@ impl Failback {
             p.dedup();
             p
         };
-        if spot_pools.iter().all(|p| ctx.notices.last(p) + dwell > now) {
+        // A cluster with no Spot Node left has no pool to hear from: the placeholder finds out
+        // whether Spot can be had, and the pool it lands in is checked then.
+        if !spot_pools.is_empty() && spot_pools.iter().all(|p| ctx.notices.last(p) + dwell > now) {
             tracing::debug!(
                 "No Spot pool has been quiet for the dwell time; no failback this round."
             );
@@ -614,81 +629,102 @@ impl Failback {
             return Ok((Ended::NoCapacity, 0));
         };
         let placeholders: Api<Pod> = Api::namespaced(ctx.clients.drain.clone(), &self.namespace);
-        let body = placeholder(
-            owner,
-            pods,
-            &mbb.config.priority_class,
-            &mbb.config.image,
-            Timestamp::now(),
-        );
-        let name = body["metadata"]["name"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned();
-        let pod: Pod = serde_json::from_value(body).map_err(|_| ClusterError::NotSynced)?;
-        match placeholders.create(&PostParams::default(), &pod).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(e)) if e.code == 409 => {}
-            Err(e) => return Err(ClusterError::api("create a failback placeholder", e)),
+        let mut names = Vec::with_capacity(pods.len());
+        let mut result = Ok((Ended::NoCapacity, 0));
+        for (i, candidate) in pods.iter().enumerate() {
+            let body = placeholder(
+                owner,
+                candidate,
+                i,
+                &mbb.config.priority_class,
+                &mbb.config.image,
+                Timestamp::now(),
+            );
+            let Ok(pod) = serde_json::from_value::<Pod>(body) else {
+                continue;
+            };
+            names.push(pod.name_any());
+            match placeholders.create(&PostParams::default(), &pod).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(e)) if e.code == 409 => {}
+                Err(e) => {
+                    result = Err(ClusterError::api("create a failback placeholder", e));
+                    break;
+                }
+            }
         }
-        let result = self.after_placeholder(ctx, owner, pods, &name, began).await;
-        match placeholders.delete(&name, &DeleteParams::default()).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(e)) if e.code == 404 => {}
-            Err(e) => {
-                tracing::warn!(placeholder = %name, error = %e, "Cannot delete a failback placeholder; the next leader removes it.")
+        if result.is_ok() {
+            result = self.after_placeholders(ctx, owner, pods, began).await;
+        }
+        for name in names {
+            match placeholders.delete(&name, &DeleteParams::default()).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(e)) if e.code == 404 => {}
+                Err(e) => {
+                    tracing::warn!(placeholder = %name, error = %e, "Cannot delete a failback placeholder; the next leader removes it.")
+                }
             }
         }
         result
     }
 
-    async fn after_placeholder(
+    async fn after_placeholders(
         &self,
         ctx: &Ctx,
         owner: &Owner,
         pods: &[Pod],
-        name: &str,
         began: Timestamp,
     ) -> Result<(Ended, usize), ClusterError> {
         let placeholders: Api<Pod> = Api::namespaced(ctx.clients.drain.clone(), &self.namespace);
+        let selector = format!("{FAILBACK_LABEL}={}", group_of(owner));
         let deadline = Instant::now() + Duration::from_secs(self.config.capacity_timeout_seconds);
-        // Wait for the placeholder to run: the Spot capacity exists before anything is evicted.
-        let pool = loop {
+        // Wait for every placeholder to run: the Spot capacity exists before anything is
+        // evicted. The pools they run in must be quiet.
+        let pools: Vec<String> = loop {
             if Instant::now() >= deadline {
                 return Ok((Ended::NoCapacity, 0));
             }
-            let p = match placeholders.get_opt(name).await {
-                Ok(p) => p,
-                Err(e) => return Err(ClusterError::api("read a failback placeholder", e)),
-            };
-            // Gone (preempted by a real pod) before running: try again next round.
-            let Some(p) = p else {
+            let list = placeholders
+                .list(&ListParams::default().labels(&selector))
+                .await
+                .map_err(|e| ClusterError::api("list failback placeholders", e))?;
+            // One gone (preempted by a real pod) before running: try again next round.
+            if list.items.len() < pods.len() {
                 return Ok((Ended::NoCapacity, 0));
-            };
-            if running(&p) {
-                let node = p
-                    .spec
-                    .as_ref()
-                    .and_then(|s| s.node_name.clone())
-                    .unwrap_or_default();
-                break ctx
-                    .cache
-                    .get(&node)
-                    .and_then(|v| v.placement.pool_name().map(str::to_owned))
-                    .unwrap_or_default();
+            }
+            if list.items.iter().all(running) {
+                break list
+                    .items
+                    .iter()
+                    .filter_map(|p| p.spec.as_ref().and_then(|s| s.node_name.clone()))
+                    .filter_map(|n| ctx.cache.get(&n))
+                    .filter_map(|v| v.placement.pool_name().map(str::to_owned))
+                    .collect();
             }
             tokio::time::sleep(Duration::from_secs(1)).await;
         };
+        let noticed = |since: Timestamp| pools.iter().any(|p| ctx.notices.last(p) > since);
         let dwell = self.config.dwell();
-        if ctx.notices.last(&pool) + dwell > began {
+        if noticed(began - dwell) {
             return Ok((Ended::NoCapacity, 0));
         }
         let mut moved = 0;
         let mut want_running = owner.running;
-        for pod in pods {
+        let id = group_of(owner);
+        for (i, pod) in pods.iter().enumerate() {
             // Stop between two evictions when the pool is noticed or the switch is thrown.
-            if ctx.notices.last(&pool) > began || self.paused(ctx).await.unwrap_or(true) {
+            if noticed(began) || self.paused(ctx).await.unwrap_or(true) {
                 return Ok((Ended::Aborted, moved));
+            }
+            // The pod's own room on Spot is freed just before it goes: the scheduler preempts
+            // only for a pod that fits nowhere, and the evicted pod's old place on on-demand is
+            // free too, so a placeholder left in the way would send its replacement back there.
+            // With the room free, the pod's own preference for Spot decides.
+            let name = format!("eviction-router-failback-{id}-{i}");
+            match placeholders.delete(&name, &DeleteParams::default()).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(e)) if e.code == 404 => {}
+                Err(e) => return Err(ClusterError::api("delete a failback placeholder", e)),
             }
             let mut evicted = false;
             for attempt in 0..5u32 {

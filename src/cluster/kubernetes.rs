@@ -91,14 +91,15 @@ impl Ctx {
         });
     }
 
-    /// Remembers a notice of capacity at risk in the Node's pool (failback waits for quiet).
-    pub(crate) fn saw_notice(&self, view: &NodeView, event: &Event) {
+    /// Remembers a notice of capacity at risk in the Node's pool at `at` (failback waits for
+    /// quiet, and stops at a new one).
+    pub(crate) fn saw_notice(&self, view: &NodeView, event: &Event, at: Timestamp) {
         if matches!(
             event.data.kind,
             Kind::Interruption | Kind::Termination | Kind::RebalanceRecommendation
         ) && let Some(pool) = view.placement.pool_name()
         {
-            self.notices.saw(pool, event.data.occurred_at);
+            self.notices.saw(pool, at);
         }
     }
 
@@ -322,7 +323,8 @@ impl KubeCluster {
                 }
             }
             ctx.metrics.action("admit", "ok", started.elapsed());
-            ctx.saw_notice(&view, event);
+            // When it arrived: a late notice is news now.
+            ctx.saw_notice(&view, event, Timestamp::now());
             if admission.patch.is_some()
                 && steps
                     .iter()

@@ -295,8 +295,10 @@ impl Reconciler {
         for annotation in view.unreadable() {
             tracing::warn!(node = %name, annotation, "An intent annotation cannot be read; it is ignored.");
         }
+        // Intents found on Nodes (a new leader) count from when they occurred.
         for intent in view.intents().values() {
-            self.ctx.saw_notice(&view, &intent.event);
+            self.ctx
+                .saw_notice(&view, &intent.event, intent.event.data.occurred_at);
         }
         self.shelter(&view);
         let now = Timestamp::now();

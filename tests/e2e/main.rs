@@ -8,6 +8,8 @@ mod cluster;
 mod eventgrid;
 mod ingest;
 mod pubsub;
+mod recovery;
 mod servicebus;
+mod simulation;
 mod sqs;
 mod support;

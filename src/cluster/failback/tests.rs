@@ -60,7 +60,7 @@ fn candidates_are_running_pods_that_prefer_spot_on_on_demand_nodes_grouped_by_ow
 }
 
 #[test]
-fn the_placeholder_requires_spot_and_asks_for_the_pods_it_makes_room_for() {
+fn the_placeholder_requires_spot_and_asks_for_the_pod_it_makes_room_for() {
     let pods = vec![
         pod("a", "od-1", prefers_spot(), json!({})),
         pod("b", "od-1", prefers_spot(), json!({})),
@@ -68,19 +68,19 @@ fn the_placeholder_requires_spot_and_asks_for_the_pods_it_makes_room_for() {
     let owners = candidates(&pods, |_| true);
     let p = placeholder(
         &owners[0],
-        &owners[0].pods,
+        &owners[0].pods[1],
+        1,
         "pc",
         "pause",
         Timestamp::UNIX_EPOCH,
     );
+    let requests = &p["spec"]["containers"][0]["resources"]["requests"];
     assert_eq!(
-        p["spec"]["containers"][0]["resources"]["requests"]["cpu"],
-        "1"
+        requests["cpu"], "500m",
+        "one placeholder per pod, its own size"
     );
-    assert_eq!(
-        p["spec"]["containers"][0]["resources"]["requests"]["memory"],
-        (2u64 << 30).to_string()
-    );
+    assert_eq!(requests["memory"], (1u64 << 30).to_string());
+    assert!(p["metadata"]["name"].as_str().unwrap().ends_with("-1"));
     let exprs = &p["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
         ["nodeSelectorTerms"][0]["matchExpressions"];
     assert_eq!(exprs[0]["key"], "eks.amazonaws.com/capacityType");
