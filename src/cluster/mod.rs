@@ -150,6 +150,15 @@ impl Cluster {
         let inferred = kube::Config::infer()
             .await
             .map_err(|e| ClusterSetupError::Config(e.to_string()))?;
+        Cluster::clients_from(inferred, config)
+    }
+
+    /// The clients of [`Cluster::clients`], from a client configuration already at hand (a
+    /// kubeconfig read by a harness).
+    pub fn clients_from(
+        inferred: kube::Config,
+        config: &ClusterConfig,
+    ) -> Result<Clients, ClusterSetupError> {
         // kube 5 turns `default_retry` on: 429, 503 and 504 are retried inside the client
         // (`RetryPolicy::server_retry`, up to 5 times). Fine for Node writes; the drain's
         // client has it off, so that a PodDisruptionBudget's 429 reaches the drain.
