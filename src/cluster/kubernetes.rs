@@ -60,6 +60,8 @@ pub(crate) struct Ctx {
     pub(crate) recovery: Arc<Recovery>,
     /// The last notice of each pool (failback's dwell).
     pub(crate) notices: Notices,
+    /// Replacements waited for (the drain records its end there).
+    pub(crate) tracker: Arc<Mutex<Tracker>>,
 }
 
 impl Ctx {
@@ -231,6 +233,7 @@ impl KubeCluster {
             emitted: emitted.clone(),
             recovery,
             notices: Notices::new(Timestamp::now()),
+            tracker: tracker.clone(),
         });
         let feeds = cache::Feeds {
             changed,

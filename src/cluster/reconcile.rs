@@ -445,6 +445,9 @@ async fn drain(
     }
     let view = ctx.cache.get(node).unwrap_or_default();
     ctx.phase("drained", &view, event);
+    if let Ok(mut tracker) = ctx.tracker.lock() {
+        tracker.drained(node, Timestamp::now());
+    }
     ctx.recovery.evicted(
         node,
         view.placement.pool_name().unwrap_or("none"),

@@ -29,6 +29,10 @@ pub struct Pending {
     pub pool: String,
     /// The event that announced it.
     pub event: Event,
+    /// When it was cordoned (admitted), and when its drain ended, if it did.
+    pub cordoned_at: Option<Timestamp>,
+    /// When its drain ended.
+    pub drained_at: Option<Timestamp>,
 }
 
 /// A replacement found.
@@ -40,6 +44,8 @@ pub struct Replacement {
     pub node: String,
     /// The new Node's providerID.
     pub provider_id: Option<String>,
+    /// When the new Node was first seen.
+    pub created_at: Timestamp,
     /// When it was seen Ready.
     pub ready_at: Timestamp,
 }
@@ -98,6 +104,19 @@ impl Replacement {
             "latency_seconds".into(),
             self.latency().as_secs_f64().into(),
         );
+        // The recovery so far, in seconds from the notice (the last phase, the evicted pods
+        // running again, comes later and is in `recovery_phase_seconds`).
+        let since = |t: Timestamp| t.duration_since(old.occurred_at).as_secs_f64();
+        let mut phases = serde_json::Map::new();
+        if let Some(t) = self.pending.cordoned_at {
+            phases.insert("cordoned".into(), since(t).into());
+        }
+        if let Some(t) = self.pending.drained_at {
+            phases.insert("drained".into(), since(t).into());
+        }
+        phases.insert("replacement_created".into(), since(self.created_at).into());
+        phases.insert("replacement_ready".into(), since(self.ready_at).into());
+        data.details.insert("phases".into(), phases.into());
         Event::new(format!("{}/replacement", self.pending.event.id), data)
     }
 }
@@ -107,6 +126,8 @@ struct Seen {
     pool: Option<String>,
     ready: bool,
     provider_id: Option<String>,
+    /// When this incarnation (providerID) was first seen.
+    first_seen: Timestamp,
 }
 
 /// Tracks pending replacements against the Node watch.
@@ -146,12 +167,18 @@ impl Tracker {
         provider_id: Option<String>,
         now: Timestamp,
     ) -> Vec<Replacement> {
+        let first_seen = self
+            .nodes
+            .get(name)
+            .filter(|s| s.provider_id == provider_id)
+            .map_or(now, |s| s.first_seen);
         let previous = self.nodes.insert(
             name.to_owned(),
             Seen {
                 pool: pool.clone(),
                 ready,
                 provider_id: provider_id.clone(),
+                first_seen,
             },
         );
         let became_ready = ready
@@ -175,6 +202,7 @@ impl Tracker {
                     pending,
                     node: name.to_owned(),
                     provider_id,
+                    created_at: first_seen,
                     ready_at: now,
                 }]
             }
@@ -204,9 +232,18 @@ impl Tracker {
             provider_id: seen.provider_id.clone(),
             pool,
             event: event.clone(),
+            cordoned_at: Some(now),
+            drained_at: None,
         };
         self.pending.push((pending, now + self.timeout));
         true
+    }
+
+    /// The drain of `node` ended at `at`.
+    pub fn drained(&mut self, node: &str, at: Timestamp) {
+        for (p, _) in self.pending.iter_mut().filter(|(p, _)| p.node == node) {
+            p.drained_at.get_or_insert(at);
+        }
     }
 
     /// Drops and returns the pending replacements past their timeout.
@@ -282,6 +319,7 @@ mod tests {
             )
             .is_empty()
         );
+        tr.drained("old", t(30));
         // A new spot Node joins not ready, then turns Ready.
         assert!(
             tr.observe(
@@ -308,6 +346,13 @@ mod tests {
         assert_eq!(e.data.instance.id, "i-new");
         assert_eq!(e.data.details["replaces_node"], "old");
         assert_eq!(e.data.details["latency_seconds"], 85.0);
+        // The phases, from the notice at 10: cordoned at 10, drained at 30, the new Node seen
+        // at 40 and Ready at 95.
+        let phases = &e.data.details["phases"];
+        assert_eq!(phases["cordoned"], 0.0);
+        assert_eq!(phases["drained"], 20.0);
+        assert_eq!(phases["replacement_created"], 30.0);
+        assert_eq!(phases["replacement_ready"], 85.0);
         assert_eq!(tr.pending(), 0);
     }
 
