@@ -138,7 +138,7 @@ impl SourceConfig {
             SourceConfig::AwsSqs(sqs) => sqs.validate(),
             SourceConfig::AzureServiceBus(sb) => sb.validate(),
             SourceConfig::GcpPubsub(ps) => ps.validate(),
-            SourceConfig::HttpIngest(_) => Ok(()),
+            SourceConfig::HttpIngest(h) => h.validate(),
             SourceConfig::AzureEventGridWebhook(w) => w.validate(),
         }
     }
@@ -185,9 +185,37 @@ impl Config {
         if let Err((key, message)) = self.router.validate() {
             return Err(ConfigError::invalid(format!("router.{key}"), message));
         }
+        if let Err((key, message)) = self.server.validate() {
+            return Err(ConfigError::invalid(format!("server.{key}"), message));
+        }
         for (i, sink) in self.sinks.iter().enumerate() {
             if let Err((key, message)) = sink.validate() {
                 return Err(ConfigError::invalid(format!("sinks[{i}].{key}"), message));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    /// Checks what depends on the address the server finally listens on (after `run --listen`):
+    /// HTTP ingest beyond loopback needs a bearer token, since anyone who reaches the port could
+    /// otherwise make the router drain any Node.
+    pub fn check_exposure(&self) -> Result<(), ConfigError> {
+        if self.server.listen.ip().is_loopback() {
+            return Ok(());
+        }
+        for (i, source) in self.sources.iter().enumerate() {
+            if let SourceConfig::HttpIngest(h) = source
+                && h.token.is_none()
+            {
+                return Err(ConfigError::invalid(
+                    format!("sources[{i}].token"),
+                    format!(
+                        "is required when the server listens beyond loopback ({}): every request to /v1/ingest must then carry `Authorization: Bearer <token>`",
+                        self.server.listen
+                    ),
+                ));
             }
         }
         Ok(())

@@ -48,6 +48,13 @@ impl Health {
         });
     }
 
+    /// Forgets a component (a source that stopped receiving, on a replica that stepped down).
+    pub fn remove(&self, name: &str) {
+        self.with(|c| {
+            c.remove(name);
+        });
+    }
+
     /// The component works.
     pub fn ok(&self, name: &str) {
         self.with(|c| {

@@ -93,6 +93,52 @@ pub struct Metrics {
     source_errors: Family<ProviderStage, Counter>,
     source_backlog: Family<ProviderLabel, Gauge>,
     webhook_requests: Family<OutcomeLabel, Counter>,
+    hardening: Hardening,
+}
+
+/// The metrics of the hardening against hostile traffic, outages and fan-out (one block, so
+/// that it reads as one piece).
+#[derive(Debug, Default)]
+struct Hardening {
+    http_connections: Gauge,
+    http_connections_closed: Family<ReasonLabel, Counter>,
+    http_accept_errors: Counter,
+    ingest_requests: Family<OutcomeLabel, Counter>,
+    accept_log: LogSampler,
+    unauthorized_log: LogSampler,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
+}
+
+/// Lets one log line through per [`LogSampler::EVERY`] and counts the ones held back, so that a
+/// flood of the same refusal costs one line per interval, which says how many it stands for.
+#[derive(Debug, Default)]
+pub struct LogSampler {
+    state: std::sync::Mutex<(Option<std::time::Instant>, u64)>,
+}
+
+impl LogSampler {
+    /// One line per this long.
+    pub const EVERY: Duration = Duration::from_secs(10);
+
+    /// `Some(held back since the last line)` when a line may be written now.
+    pub fn allow(&self, now: std::time::Instant) -> Option<u64> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let (last, held) = &mut *state;
+        match last {
+            Some(t) if now.saturating_duration_since(*t) < Self::EVERY => {
+                *held += 1;
+                None
+            }
+            _ => {
+                *last = Some(now);
+                Some(std::mem::take(held))
+            }
+        }
+    }
 }
 
 impl Default for Metrics {
@@ -123,6 +169,7 @@ impl Metrics {
             source_errors: Family::default(),
             source_backlog: Family::default(),
             webhook_requests: Family::default(),
+            hardening: Hardening::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -207,6 +254,7 @@ impl Metrics {
             "Event Grid webhook requests, by outcome (handled, ignored, retry, poison, validated, unauthorized, too_large, busy)",
             m.webhook_requests.clone(),
         );
+        m.hardening.register(r);
         // Series operators alert on exist from the start at zero, so that `increase()` sees the
         // first event and dashboards show zero rather than no data.
         for provider in Provider::ALL {
@@ -402,6 +450,126 @@ impl Metrics {
                 provider: provider.as_str(),
             })
             .set(n);
+    }
+}
+
+impl Hardening {
+    fn register(&self, r: &mut Registry) {
+        r.register(
+            "http_connections",
+            "HTTP connections open",
+            self.http_connections.clone(),
+        );
+        r.register(
+            "http_connections_closed",
+            "HTTP connections closed by the router, by reason (header_timeout, idle_timeout, evicted, refused, shutdown)",
+            self.http_connections_closed.clone(),
+        );
+        r.register(
+            "http_accept_errors",
+            "Failed accepts of HTTP connections (out of file descriptors, say)",
+            self.http_accept_errors.clone(),
+        );
+        r.register(
+            "ingest_requests",
+            "HTTP ingest requests, by outcome (handled, ignored, retry, poison, unauthorized, too_large, body_timeout, broken_body)",
+            self.ingest_requests.clone(),
+        );
+    }
+}
+
+/// What the hardening against hostile traffic, outages and fan-out reports.
+impl Metrics {
+    /// How many HTTP connections are open.
+    pub fn http_connections_open(&self, n: usize) {
+        self.hardening
+            .http_connections
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    /// The router closed an HTTP connection: `header_timeout`, `idle_timeout`, `evicted` (to
+    /// make room at the connection limit), `refused` (at the limit, every connection busy),
+    /// `shutdown`. Logged at debug level only: hostile traffic must not flood the log.
+    pub fn http_connection_closed(&self, reason: &'static str) {
+        tracing::debug!(reason, "Closed an HTTP connection.");
+        if reason == "refused" {
+            self.warn_sampled(
+                &self.hardening.accept_log,
+                "Refused an HTTP connection: every connection has a request in flight (server.max_connections).",
+            );
+        }
+        self.hardening
+            .http_connections_closed
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
+    }
+
+    /// Accepting an HTTP connection failed.
+    pub fn http_accept_failed(&self, error: &std::io::Error) {
+        if let Some(held) = self.hardening.accept_log.allow(std::time::Instant::now()) {
+            tracing::warn!(error = %error, similar_held_back = held, "Cannot accept an HTTP connection.");
+        }
+        self.hardening.http_accept_errors.inc();
+    }
+
+    /// Connections still open when the shutdown deadline came were dropped.
+    pub fn http_connections_dropped_at_shutdown(&self, n: usize) {
+        tracing::warn!(
+            connections = n,
+            "HTTP connections still open at the end of the grace period were closed."
+        );
+        for _ in 0..n {
+            self.hardening
+                .http_connections_closed
+                .get_or_create(&ReasonLabel { reason: "shutdown" })
+                .inc();
+        }
+    }
+
+    /// The HTTP ingest endpoint answered a request. A refused token is logged at most once per
+    /// [`LogSampler::EVERY`], with the count held back.
+    pub fn ingest_request(&self, outcome: &'static str, status: u16) {
+        if outcome == "unauthorized" {
+            if let Some(held) = self
+                .hardening
+                .unauthorized_log
+                .allow(std::time::Instant::now())
+            {
+                tracing::warn!(
+                    status,
+                    similar_held_back = held,
+                    "Refused an ingest request: missing or wrong bearer token."
+                );
+            }
+        } else {
+            tracing::debug!(outcome, status, "Answered an ingest request.");
+        }
+        self.hardening
+            .ingest_requests
+            .get_or_create(&OutcomeLabel { outcome })
+            .inc();
+    }
+
+    /// A sink still held `n` events when the shutdown left it no more time: they are dropped.
+    pub fn sink_undelivered_at_shutdown(&self, sink: &'static str, url: &str, n: usize) {
+        tracing::warn!(
+            sink,
+            url,
+            events = n,
+            "A sink could not deliver what it held before the shutdown; dropping it."
+        );
+        self.sink_deliveries
+            .get_or_create(&SinkOutcome {
+                sink,
+                outcome: "dropped",
+            })
+            .inc_by(u64::try_from(n).unwrap_or(u64::MAX));
+    }
+
+    fn warn_sampled(&self, sampler: &LogSampler, message: &'static str) {
+        if let Some(held) = sampler.allow(std::time::Instant::now()) {
+            tracing::warn!(similar_held_back = held, "{message}");
+        }
     }
 }
 

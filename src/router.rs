@@ -228,8 +228,9 @@ impl Router {
         self.dedupe.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Stops the sinks after they delivered what they hold, within `grace`.
-    pub async fn close(self, grace: Duration) {
+    /// Stops the sinks after they delivered what they hold, within `grace`. Takes `&self`: in
+    /// `kubernetes` mode the cluster's tasks still hold the router when the service stops.
+    pub async fn close(&self, grace: Duration) {
         self.sinks.close(grace).await;
     }
 }

@@ -232,3 +232,66 @@ fn cluster_settings_are_checked_and_name_their_key() {
     let err = parse("sources:\n  - type: http_ingest\ncluster:\n  api_burts: 3\n").unwrap_err();
     assert!(err.to_string().contains("api_burts"), "{err}");
 }
+
+#[test]
+fn server_bounds_are_checked_and_name_their_key() {
+    let c = parse("sources:\n  - type: http_ingest\n").unwrap();
+    assert_eq!(
+        (
+            c.server.max_connections,
+            c.server.header_read_timeout_seconds,
+            c.server.body_read_timeout_seconds,
+            c.server.idle_timeout_seconds
+        ),
+        (512, 10, 30, 60)
+    );
+    for (text, key) in [
+        (
+            "server:\n  max_connections: 0\n",
+            "`server.max_connections`",
+        ),
+        (
+            "server:\n  header_read_timeout_seconds: 0\n",
+            "`server.header_read_timeout_seconds`",
+        ),
+        (
+            "server:\n  body_read_timeout_seconds: 99999\n",
+            "`server.body_read_timeout_seconds`",
+        ),
+        (
+            "server:\n  idle_timeout_seconds: 0\n",
+            "`server.idle_timeout_seconds`",
+        ),
+    ] {
+        let err = parse(&format!("sources:\n  - type: http_ingest\n{text}")).unwrap_err();
+        assert!(err.to_string().starts_with(key), "{text}: {err}");
+    }
+}
+
+#[test]
+fn ingest_beyond_loopback_needs_a_token_of_16_characters_or_more() {
+    let open = parse("sources:\n  - type: http_ingest\nserver:\n  listen: 0.0.0.0:8080\n").unwrap();
+    let err = open.check_exposure().unwrap_err();
+    assert!(err.to_string().starts_with("`sources[0].token`"), "{err}");
+    let local =
+        parse("sources:\n  - type: http_ingest\nserver:\n  listen: 127.0.0.1:8080\n").unwrap();
+    assert!(local.check_exposure().is_ok());
+    let local6 =
+        parse("sources:\n  - type: http_ingest\nserver:\n  listen: '[::1]:8080'\n").unwrap();
+    assert!(local6.check_exposure().is_ok());
+    let with_token = Config::parse(
+        "sources:\n  - type: http_ingest\n    token: ${T}\nserver:\n  listen: 0.0.0.0:8080\n",
+        env(&[("T", "0123456789abcdef")]),
+    )
+    .unwrap();
+    assert!(with_token.check_exposure().is_ok());
+    assert!(
+        !format!("{with_token:?}").contains("0123456789abcdef"),
+        "the token is not printed"
+    );
+    let err = parse("sources:\n  - type: http_ingest\n    token: short\n").unwrap_err();
+    assert!(err.to_string().starts_with("`sources[0].token`"), "{err}");
+    let err = parse("sources:\n  - type: http_ingest\n    token: 'has a space in it, sadly'\n")
+        .unwrap_err();
+    assert!(err.to_string().starts_with("`sources[0].token`"), "{err}");
+}

@@ -14,6 +14,7 @@ use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use sha2::Sha256;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use super::SinkError;
 use super::config::WebhookSinkConfig;
@@ -56,7 +57,9 @@ pub struct WebhookSink {
     url: String,
     required: bool,
     tx: mpsc::Sender<Job>,
-    task: JoinHandle<()>,
+    /// Cancelled by [`WebhookSink::close`]: no new events, deliver what is queued.
+    closing: CancellationToken,
+    task: std::sync::Mutex<Option<JoinHandle<()>>>,
     metrics: Arc<Metrics>,
 }
 
@@ -140,12 +143,14 @@ impl WebhookSink {
             metrics: metrics.clone(),
         };
         let (tx, rx) = mpsc::channel(config.queue_capacity);
-        let task = tokio::spawn(deliverer.run(rx));
+        let closing = CancellationToken::new();
+        let task = tokio::spawn(deliverer.run(rx, closing.clone()));
         Ok(WebhookSink {
             url: config.url.clone(),
             required: config.required,
             tx,
-            task,
+            closing,
+            task: std::sync::Mutex::new(Some(task)),
             metrics,
         })
     }
@@ -180,31 +185,59 @@ impl WebhookSink {
         Ok(())
     }
 
-    /// Lets the task deliver what it holds, for at most `grace`.
-    pub async fn close(self, grace: Duration) {
-        drop(self.tx);
-        let mut task = self.task;
+    /// Stops taking events and lets the task deliver what it holds, for at most `grace` (each
+    /// event gets no retry after the close); what is still queued then is dropped, logged and
+    /// counted. Callable through a shared reference, so the sinks are flushed whoever else
+    /// still holds the router.
+    pub async fn close(&self, grace: Duration) {
+        self.closing.cancel();
+        let task = self.task.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let Some(mut task) = task else {
+            return;
+        };
         if tokio::time::timeout(grace, &mut task).await.is_err() {
-            tracing::warn!(url = %self.url, "The webhook sink did not finish within the grace period.");
+            // Queued jobs and the one being delivered.
+            let left = self.tx.max_capacity() - self.tx.capacity() + 1;
             task.abort();
+            self.metrics
+                .sink_undelivered_at_shutdown("webhook", &self.url, left);
         }
     }
 }
 
 impl Deliverer {
-    async fn run(self, mut rx: mpsc::Receiver<Job>) {
-        while let Some(job) = rx.recv().await {
-            let result = self.deliver(&job.body).await;
+    async fn run(self, mut rx: mpsc::Receiver<Job>, closing: CancellationToken) {
+        let mut closed = false;
+        loop {
+            let job = tokio::select! {
+                biased;
+                _ = closing.cancelled(), if !closed => {
+                    // No new jobs; the queued ones are still received.
+                    rx.close();
+                    closed = true;
+                    continue;
+                }
+                job = rx.recv() => job,
+            };
+            let Some(job) = job else { break };
+            let result = self.deliver(&job.body, &closing).await;
             if let Some(done) = job.done {
                 let _ = done.send(result);
             }
         }
     }
 
-    async fn deliver(&self, body: &Bytes) -> Result<(), String> {
+    async fn deliver(&self, body: &Bytes, closing: &CancellationToken) -> Result<(), String> {
         let mut last = String::new();
         for attempt in 1..=self.max_attempts {
-            tokio::time::sleep(backoff(self.initial_backoff, attempt)).await;
+            // Once the sink closes, an event gets no further retry.
+            if attempt > 1 && closing.is_cancelled() {
+                break;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(backoff(self.initial_backoff, attempt)) => {}
+                _ = closing.cancelled() => {}
+            }
             let mut request = self
                 .client
                 .post(&self.url)

@@ -100,7 +100,9 @@ impl SqsSource {
         // Every poller returns its in-flight settle tasks once it stops receiving.
         settle_in_flight(pollers, grace, &release, "SQS").await;
         backlog.abort();
-        let _ = deleter.await;
+        let _ = tokio::time::timeout(crate::sources::RELEASE_TAIL, deleter).await;
+        // A standby reports nothing about a queue it does not read.
+        self.health.remove(COMPONENT);
     }
 
     async fn poll_loop(

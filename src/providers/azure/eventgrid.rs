@@ -35,6 +35,7 @@ pub struct EventGrid {
     tx: mpsc::Sender<Delivery>,
     secret: Arc<[u8; 32]>,
     max_body_bytes: usize,
+    body_timeout: std::time::Duration,
     metrics: Arc<Metrics>,
 }
 
@@ -57,12 +58,14 @@ impl EventGrid {
     pub fn new(
         config: &EventGridWebhookConfig,
         tx: mpsc::Sender<Delivery>,
+        body_timeout: std::time::Duration,
         metrics: Arc<Metrics>,
     ) -> EventGrid {
         EventGrid {
             tx,
             secret: Arc::new(Sha256::digest(config.secret.as_bytes()).into()),
             max_body_bytes: config.max_body_bytes,
+            body_timeout,
             metrics,
         }
     }
@@ -114,11 +117,22 @@ pub async fn post(
             "missing or wrong secret",
         );
     }
-    let body = match axum::body::to_bytes(body, grid.max_body_bytes).await {
+    let body = match crate::server::read_body(
+        &headers,
+        body,
+        grid.max_body_bytes,
+        grid.body_timeout,
+    )
+    .await
+    {
         Ok(b) => b,
-        Err(_) => {
-            let message = format!("the body exceeds {} bytes", grid.max_body_bytes);
-            return grid.refuse("too_large", StatusCode::PAYLOAD_TOO_LARGE, &message);
+        Err(e) => {
+            // 413 only for a body over the limit: Event Grid does not retry it. A body that did
+            // not arrive in time (408) or broke off (400) is counted as what it is.
+            let mut rsp = grid.refuse(e.kind(), e.status(), &e.to_string());
+            rsp.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            return rsp;
         }
     };
     if let Some(code) = super::payload::validation_code(&body) {
