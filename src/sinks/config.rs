@@ -44,9 +44,12 @@ pub struct WebhookSinkConfig {
     /// File holding the HMAC-SHA256 signing key (a mounted Secret).
     #[serde(default)]
     pub secret_file: Option<PathBuf>,
-    /// Header carrying `sha256=<hex HMAC of the body>`.
+    /// Header carrying `v1=<hex HMAC of "<timestamp>.<body>">`.
     #[serde(default = "defaults::signature_header")]
     pub signature_header: String,
+    /// Header carrying the Unix time (seconds) the signature covers.
+    #[serde(default = "defaults::timestamp_header")]
+    pub timestamp_header: String,
     /// Per-attempt timeout.
     #[serde(default = "defaults::webhook_timeout_seconds")]
     pub timeout_seconds: u64,
@@ -76,6 +79,23 @@ impl WebhookSinkConfig {
                 "set secret_env or secret_file, not both",
             ));
         }
+        for (key, name) in [
+            ("signature_header", &self.signature_header),
+            ("timestamp_header", &self.timestamp_header),
+        ] {
+            if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                return Err(invalid(key, "is not a valid HTTP header name"));
+            }
+        }
+        if self
+            .signature_header
+            .eq_ignore_ascii_case(&self.timestamp_header)
+        {
+            return Err(invalid(
+                "timestamp_header",
+                "must differ from signature_header",
+            ));
+        }
         if self.max_attempts == 0 {
             return Err(invalid("max_attempts", "must be at least 1"));
         }
@@ -99,6 +119,9 @@ impl WebhookSinkConfig {
 mod defaults {
     pub fn signature_header() -> String {
         "X-Eviction-Router-Signature".into()
+    }
+    pub fn timestamp_header() -> String {
+        "X-Eviction-Router-Timestamp".into()
     }
     pub fn webhook_timeout_seconds() -> u64 {
         5

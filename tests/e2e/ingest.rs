@@ -181,3 +181,26 @@ fn demo_pushes_every_cloud_through_the_router() {
         "{summary}"
     );
 }
+
+/// A webhook sink whose signing key is empty (or too short to be a key) stops `run` at start
+/// instead of signing with it.
+#[test]
+fn an_empty_webhook_signing_key_stops_the_router_at_start() {
+    let dir = TempDir::new();
+    let path = dir.0.join("c.yaml");
+    std::fs::write(
+        &path,
+        "sources:\n  - type: http_ingest\ncluster:\n  mode: dry_run\nsinks:\n  - type: webhook\n    url: http://127.0.0.1:9/hook\n    secret_env: E2E_EMPTY_KEY\nserver:\n  listen: 127.0.0.1:0\n",
+    )
+    .unwrap();
+    for key in ["", "short"] {
+        let out = Command::new(BIN)
+            .args(["run", "--config", path.to_str().unwrap()])
+            .env("E2E_EMPTY_KEY", key)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{key:?}: {stderr}");
+        assert!(stderr.contains("must be at least 16"), "{stderr}");
+    }
+}

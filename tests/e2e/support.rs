@@ -420,6 +420,7 @@ pub fn fixture(path: &str) -> String {
 pub struct Received {
     pub body: bytes::Bytes,
     pub signature: Option<String>,
+    pub timestamp: Option<String>,
     pub content_type: Option<String>,
 }
 
@@ -451,6 +452,7 @@ impl Receiver {
                     s.lock().unwrap().push(Received {
                         body,
                         signature: header("x-eviction-router-signature"),
+                        timestamp: header("x-eviction-router-timestamp"),
                         content_type: header("content-type"),
                     });
                     tokio::time::sleep(delay).await;
