@@ -92,9 +92,16 @@ Checks that the schema cannot express across keys. Included once, from the Confi
 {{- if and (gt (int .Values.replicaCount) 1) (not .Values.leaderElection.enabled) (eq .Values.cluster.mode "kubernetes") }}
 {{- fail "replicaCount > 1 needs leaderElection.enabled=true in cluster.mode=kubernetes: every replica would act on the same Nodes" }}
 {{- end }}
-{{- if ge (int .Values.router.shutdownGraceSeconds) (int .Values.terminationGracePeriodSeconds) }}
-{{- fail "router.shutdownGraceSeconds must be shorter than terminationGracePeriodSeconds, or the kubelet kills the router before it has finished" }}
+{{- if lt (int .Values.terminationGracePeriodSeconds) (add (int .Values.router.shutdownGraceSeconds) 10) }}
+{{- fail "terminationGracePeriodSeconds must be at least router.shutdownGraceSeconds + 10: the router takes up to the grace plus 5 s to stop, and the kubelet kills it at terminationGracePeriodSeconds" }}
 {{- end }}
+{{- end }}
+
+{{/*
+Name of the Secret holding the ingest token: the one named, or the one the chart creates.
+*/}}
+{{- define "eviction-router.ingestTokenSecret" -}}
+{{- default (printf "%s-ingest" (include "eviction-router.fullname" .)) .Values.httpIngest.tokenSecret.name }}
 {{- end }}
 
 {{/*
@@ -125,6 +132,7 @@ sources:
 {{- end }}
 {{- if .Values.httpIngest.enabled }}
   - type: http_ingest
+    token: "${EVICTION_ROUTER_INGEST_TOKEN}"
 {{- end }}
 {{- if .Values.webhook.enabled }}
   - type: azure_event_grid_webhook
