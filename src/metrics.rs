@@ -104,8 +104,10 @@ struct Hardening {
     http_connections_closed: Family<ReasonLabel, Counter>,
     http_accept_errors: Counter,
     ingest_requests: Family<OutcomeLabel, Counter>,
+    events_over_cap: Family<ProviderLabel, Counter>,
     accept_log: LogSampler,
     unauthorized_log: LogSampler,
+    eventgrid_unauthorized_log: LogSampler,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -290,25 +292,13 @@ impl Metrics {
             provider_event = %d.provider_event, lag_ms = lag.as_millis() as u64,
             "Received an event."
         );
-        let labels = ProviderKind {
-            provider: d.provider.as_str(),
-            kind: d.kind.as_str(),
-        };
-        self.events_received.get_or_create(&labels).inc();
-        self.event_delivery_lag
-            .get_or_create(&labels)
-            .observe(lag.as_secs_f64());
+        self.count_received(event, lag);
     }
 
     /// A message or event was valid but not acted on.
     pub fn event_ignored(&self, provider: Provider, ignored: &Ignored) {
         tracing::info!(provider = %provider, reason = ignored.reason.as_str(), detail = %ignored.detail, "Ignored a message.");
-        self.events_ignored
-            .get_or_create(&ProviderReason {
-                provider: provider.as_str(),
-                reason: ignored.reason.as_str(),
-            })
-            .inc();
+        self.count_ignored(provider, ignored);
     }
 
     /// A message could not be normalised: it is poison.
@@ -420,7 +410,23 @@ impl Metrics {
     /// logged by the router as events.
     pub fn webhook_request(&self, outcome: &'static str, status: u16, detail: &str) {
         match outcome {
-            "unauthorized" | "too_large" | "busy" => {
+            // Anyone who reaches the URL can send these: one line per interval, with a count.
+            "unauthorized" => {
+                if let Some(held) = self
+                    .hardening
+                    .eventgrid_unauthorized_log
+                    .allow(std::time::Instant::now())
+                {
+                    tracing::warn!(
+                        outcome,
+                        status,
+                        detail,
+                        similar_held_back = held,
+                        "Refused an Event Grid webhook request."
+                    )
+                }
+            }
+            "too_large" | "busy" | "body_timeout" | "broken_body" => {
                 tracing::warn!(
                     outcome,
                     status,
@@ -469,6 +475,11 @@ impl Hardening {
             "http_accept_errors",
             "Failed accepts of HTTP connections (out of file descriptors, say)",
             self.http_accept_errors.clone(),
+        );
+        r.register(
+            "events_over_cap",
+            "Events a message named beyond router.max_events_per_message: not acted on",
+            self.events_over_cap.clone(),
         );
         r.register(
             "ingest_requests",
@@ -564,6 +575,111 @@ impl Metrics {
                 outcome: "dropped",
             })
             .inc_by(u64::try_from(n).unwrap_or(u64::MAX));
+    }
+
+    /// The metrics of a received event, logged by the caller.
+    fn count_received(&self, event: &Event, lag: Duration) {
+        let d = &event.data;
+        let labels = ProviderKind {
+            provider: d.provider.as_str(),
+            kind: d.kind.as_str(),
+        };
+        self.events_received.get_or_create(&labels).inc();
+        self.event_delivery_lag
+            .get_or_create(&labels)
+            .observe(lag.as_secs_f64());
+    }
+
+    /// The metric of an ignored event, logged by the caller.
+    fn count_ignored(&self, provider: Provider, ignored: &Ignored) {
+        self.events_ignored
+            .get_or_create(&ProviderReason {
+                provider: provider.as_str(),
+                reason: ignored.reason.as_str(),
+            })
+            .inc();
+    }
+
+    /// [`Metrics::event_received`] for one of many events of a message: logged at debug level,
+    /// the message's summary line ([`Metrics::message_fanned_out`]) says the rest.
+    pub fn event_received_quietly(&self, event: &Event, lag: Duration) {
+        let d = &event.data;
+        tracing::debug!(
+            provider = %d.provider, kind = %d.kind, id = %event.id, instance = %d.instance.id,
+            lag_ms = lag.as_millis() as u64, "Received an event."
+        );
+        self.count_received(event, lag);
+    }
+
+    /// [`Metrics::event_ignored`] for one of many events of a message, at debug level.
+    pub fn event_ignored_quietly(&self, provider: Provider, ignored: &Ignored) {
+        tracing::debug!(provider = %provider, reason = ignored.reason.as_str(), detail = %ignored.detail, "Ignored an event.");
+        self.count_ignored(provider, ignored);
+    }
+
+    /// One message became many events: one line for all of them.
+    #[allow(clippy::too_many_arguments, reason = "one line, one field per count")]
+    pub fn message_fanned_out(
+        &self,
+        provider: Provider,
+        message_id: Option<&str>,
+        events: usize,
+        acted: usize,
+        foreign: usize,
+        duplicate: usize,
+        retry: usize,
+        over_cap: usize,
+    ) {
+        tracing::info!(
+            provider = %provider, message_id, events, acted, foreign, duplicate, retry, over_cap,
+            "Handled a message of many events."
+        );
+    }
+
+    /// A message named more events than `router.max_events_per_message`: the first `kept` are
+    /// acted on, `dropped` are counted and not built.
+    pub fn events_over_cap(
+        &self,
+        provider: Provider,
+        message_id: Option<&str>,
+        kept: usize,
+        dropped: usize,
+    ) {
+        tracing::warn!(
+            provider = %provider, message_id, kept, dropped,
+            "A message named more events than router.max_events_per_message; acting on the first ones only."
+        );
+        self.hardening
+            .events_over_cap
+            .get_or_create(&ProviderLabel {
+                provider: provider.as_str(),
+            })
+            .inc_by(u64::try_from(dropped).unwrap_or(u64::MAX));
+    }
+
+    /// Elements of a batch are malformed (the others were handled): one line for all, each
+    /// counted in `events_invalid_total`.
+    pub fn batch_elements_invalid(
+        &self,
+        provider: Provider,
+        message_id: Option<&str>,
+        invalid: &[crate::providers::Invalid],
+    ) {
+        // The first few say enough; the count says how many.
+        let shown: Vec<String> = invalid
+            .iter()
+            .take(5)
+            .map(|i| format!("[{}] {}: {}", i.index, i.kind, i.error))
+            .collect();
+        tracing::warn!(
+            provider = %provider, message_id, invalid = invalid.len(), first = %shown.join("; "),
+            "Rejected malformed elements of a batch; the valid ones were handled."
+        );
+        self.events_invalid
+            .get_or_create(&ProviderLabel {
+                provider: provider.as_str(),
+            })
+            .inc_by(u64::try_from(invalid.len()).unwrap_or(u64::MAX));
     }
 
     fn warn_sampled(&self, sampler: &LogSampler, message: &'static str) {

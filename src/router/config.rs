@@ -20,6 +20,8 @@ pub struct RouterConfig {
     pub message_timeout_seconds: u64,
     /// On SIGTERM, how long in-flight messages may take before they are released.
     pub shutdown_grace_seconds: u64,
+    /// The most events one message becomes; the rest are counted, not acted on.
+    pub max_events_per_message: usize,
 }
 
 impl Default for RouterConfig {
@@ -31,6 +33,7 @@ impl Default for RouterConfig {
             dedupe_capacity: 100_000,
             message_timeout_seconds: 90,
             shutdown_grace_seconds: 20,
+            max_events_per_message: crate::providers::DEFAULT_MAX_EVENTS,
         }
     }
 }
@@ -47,6 +50,9 @@ impl RouterConfig {
         }
         if self.message_timeout_seconds == 0 {
             return Err(("message_timeout_seconds", "must be at least 1"));
+        }
+        if !(1..=100_000).contains(&self.max_events_per_message) {
+            return Err(("max_events_per_message", "must be 1 to 100000"));
         }
         Ok(())
     }

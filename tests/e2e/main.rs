@@ -6,6 +6,7 @@
 
 mod cluster;
 mod eventgrid;
+mod fanout;
 mod http;
 mod ingest;
 mod pubsub;

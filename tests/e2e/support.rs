@@ -305,6 +305,11 @@ impl Router {
         }
     }
 
+    /// The router's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The log lines (stderr) so far.
     pub fn logs(&self) -> Vec<String> {
         self.logs.lock().unwrap().clone()

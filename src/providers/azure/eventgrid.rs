@@ -7,9 +7,12 @@
 //! - The validation handshakes: an Event Grid schema `SubscriptionValidationEvent` is answered
 //!   with `{"validationResponse": code}`; the CloudEvents abuse protection `OPTIONS` request
 //!   with `WebHook-Request-Origin` is answered with `WebHook-Allowed-Origin`.
-//! - Status codes Event Grid acts on: 200 handled or ignored; 400 malformed and 413 too large
-//!   (Event Grid does not retry these, it dead-letters them); 503 retry and 429 when the router's
-//!   queue is full (Event Grid retries both with backoff).
+//! - Status codes Event Grid acts on ("Event Grid message delivery and retry": a webhook's 400,
+//!   401, 403 and 413 are not retried but dead-lettered, or dropped without a dead-letter
+//!   destination; other failures are retried with backoff): 200 handled or ignored; 400
+//!   malformed, also a batch with malformed elements once its valid ones were acted on (decision
+//!   record 0009), and a body that broke off; 413 over the size limit; 408 a body that did not
+//!   arrive in time; 503 retry and 429 when the router's queue is full.
 
 use std::sync::Arc;
 
@@ -111,11 +114,15 @@ pub async fn post(
             .into_response();
     };
     if !grid.authorized(&params, &headers) {
-        return grid.refuse(
+        let mut rsp = grid.refuse(
             "unauthorized",
             StatusCode::UNAUTHORIZED,
             "missing or wrong secret",
         );
+        // The body is not read: the connection cannot carry another request.
+        rsp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return rsp;
     }
     let body = match crate::server::read_body(
         &headers,
