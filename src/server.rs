@@ -41,6 +41,8 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// How long a source may stay unhealthy before `/readyz` reports not ready.
     pub readiness_grace_seconds: u64,
+    /// How long calls to the Kubernetes API server may fail before `/readyz` reports not ready.
+    pub kubernetes_readiness_grace_seconds: u64,
     /// Connections open at once (further capped by the open-file limit).
     pub max_connections: usize,
     /// From accepting a connection to its first complete request head.
@@ -56,6 +58,7 @@ impl Default for ServerConfig {
         ServerConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
             readiness_grace_seconds: 60,
+            kubernetes_readiness_grace_seconds: 10,
             max_connections: 512,
             header_read_timeout_seconds: 10,
             body_read_timeout_seconds: 30,
@@ -81,6 +84,12 @@ impl ServerConfig {
         }
         if self.readiness_grace_seconds > 86_400 {
             return Err(("readiness_grace_seconds", "must be at most 86400"));
+        }
+        if self.kubernetes_readiness_grace_seconds > 86_400 {
+            return Err((
+                "kubernetes_readiness_grace_seconds",
+                "must be at most 86400",
+            ));
         }
         Ok(())
     }

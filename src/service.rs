@@ -67,7 +67,14 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Serv
     )));
     let clients = match config.cluster.mode {
         ClusterMode::DryRun => None,
-        ClusterMode::Kubernetes => Some(Cluster::clients(&config.cluster).await?),
+        ClusterMode::Kubernetes => Some(
+            Cluster::clients(
+                &config.cluster,
+                health.clone(),
+                Duration::from_secs(config.server.kubernetes_readiness_grace_seconds),
+            )
+            .await?,
+        ),
     };
     // With leader election, only the Lease holder receives and acts; standbys keep their Node
     // cache warm, stay ready, and answer ingest with retry.

@@ -19,11 +19,17 @@ pub mod plan;
 mod reconcile;
 pub mod replacement;
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
+use http::{Request, Response};
 use jiff::SignedDuration;
+use kube::client::Body;
 
 use crate::event::Event;
+use crate::health::Health;
 use crate::metrics::Metrics;
 use budget::{Budget, Clients};
 use config::ClusterConfig;
@@ -83,6 +89,72 @@ impl ClusterError {
     }
 }
 
+/// The health component of the API server (`/readyz`: `kubernetes: failing for 12s: cannot
+/// reach the API server https://...: ...`).
+pub const API_COMPONENT: &str = "kubernetes";
+
+/// A `tower::Service` in front of a client that reports each call's result to the API server's
+/// health component: a transport error (refused, reset, timed out) or a 5xx answer fails it,
+/// any other answer clears it. The Node watch's relists and the Lease renewals call every few
+/// seconds, so an outage shows even while no event arrives.
+#[derive(Clone)]
+struct Observed {
+    inner: Option<kube::Client>,
+    health: Arc<Health>,
+    server: Arc<str>,
+}
+
+impl Observed {
+    fn wrap(&self, client: kube::Client) -> kube::Client {
+        let ns = client.default_namespace().to_owned();
+        kube::Client::new(
+            Observed {
+                inner: Some(client),
+                ..self.clone()
+            },
+            ns,
+        )
+    }
+}
+
+impl tower::Service<Request<Body>> for Observed {
+    type Response = Response<Body>;
+    type Error = kube::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, kube::Error>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        // `kube::Client` buffers its own stack; readiness is checked in `send`.
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<Body>) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move {
+            let Some(inner) = &this.inner else {
+                return Err(kube::Error::Service("no client to send through".into()));
+            };
+            // `Client::send` hands back every answer, whatever its status (kube-client 5,
+            // `client/mod.rs`); statuses become errors later, in `request`.
+            let result = inner.send(request).await;
+            match &result {
+                Ok(rsp) if rsp.status().is_server_error() => {
+                    let status = rsp.status();
+                    this.health.failed(
+                        API_COMPONENT,
+                        &format!("the API server {} answered {status}", this.server),
+                    );
+                }
+                Ok(_) => this.health.ok(API_COMPONENT),
+                Err(e) => this.health.failed(
+                    API_COMPONENT,
+                    &format!("cannot reach the API server {}: {e}", this.server),
+                ),
+            }
+            result
+        })
+    }
+}
+
 /// What the cluster did for an event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Applied {
@@ -130,10 +202,22 @@ impl Cluster {
 
     /// The API clients: in-cluster configuration or the standard kubeconfig resolution, all
     /// sharing one budget of `cluster.api_requests_per_second` (burst `cluster.api_burst`).
-    pub async fn clients(config: &ClusterConfig) -> Result<Clients, ClusterSetupError> {
+    /// Every call they make tells `health` whether the API server answered: the component
+    /// [`API_COMPONENT`] fails `/readyz` once calls have failed for `grace`.
+    pub async fn clients(
+        config: &ClusterConfig,
+        health: Arc<Health>,
+        grace: std::time::Duration,
+    ) -> Result<Clients, ClusterSetupError> {
         let inferred = kube::Config::infer()
             .await
             .map_err(|e| ClusterSetupError::Config(e.to_string()))?;
+        health.register_with_grace(API_COMPONENT, grace);
+        let observed = Observed {
+            inner: None,
+            health,
+            server: inferred.cluster_url.to_string().into(),
+        };
         // kube 5 turns `default_retry` on: 429, 503 and 504 are retried inside the client
         // (`RetryPolicy::server_retry`, up to 5 times). Fine for Node writes; the drain's
         // client has it off, so that a PodDisruptionBudget's 429 reaches the drain.
@@ -141,7 +225,7 @@ impl Cluster {
         no_retry.default_retry = false;
         let build = |c: kube::Config| {
             kube::client::ClientBuilder::try_from(c)
-                .map(|b| b.build())
+                .map(|b| observed.wrap(b.build()))
                 .map_err(ClusterSetupError::Client)
         };
         Ok(Clients::new(

@@ -9,6 +9,7 @@ mod eventgrid;
 mod fanout;
 mod http;
 mod ingest;
+mod outage;
 mod pubsub;
 mod servicebus;
 mod sqs;

@@ -363,6 +363,11 @@ impl Router {
         None
     }
 
+    /// Whether the process has exited, and with which code.
+    pub fn exited(&mut self) -> Option<Option<i32>> {
+        self.child.try_wait().ok().flatten().map(|s| s.code())
+    }
+
     /// Sends SIGTERM and waits for the exit code.
     pub fn terminate(mut self) -> Option<i32> {
         let _ = Command::new("kill")
