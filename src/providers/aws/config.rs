@@ -58,11 +58,9 @@ impl SqsConfig {
         if !(2..=43_200).contains(&self.visibility_timeout_seconds) {
             return Err(("visibility_timeout_seconds", "must be 2 to 43200"));
         }
-        if !(0..=self.visibility_timeout_seconds).contains(&self.retry_visibility_seconds) {
-            return Err((
-                "retry_visibility_seconds",
-                "must be 0 to visibility_timeout_seconds",
-            ));
+        // Capped at the visibility timeout when used, so the default fits any timeout.
+        if !(0..=43_200).contains(&self.retry_visibility_seconds) {
+            return Err(("retry_visibility_seconds", "must be 0 to 43200"));
         }
         Ok(())
     }

@@ -338,6 +338,12 @@ mod tests {
         assert_eq!(delays, [5, 10, 20, 40, 60, 60]);
         assert_eq!(config.retry_visibility(0), 5);
         assert_eq!(config.retry_visibility(u32::MAX), 60);
+        // The default fits a short visibility timeout: it is capped there.
+        let short: SqsConfig =
+            serde_norway::from_str("queue_url: https://q\nvisibility_timeout_seconds: 2\n")
+                .unwrap();
+        assert_eq!(short.validate(), Ok(()));
+        assert_eq!(short.retry_visibility(1), 2);
     }
 
     #[test]
