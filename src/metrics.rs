@@ -529,12 +529,10 @@ impl Metrics {
             connections = n,
             "HTTP connections still open at the end of the grace period were closed."
         );
-        for _ in 0..n {
-            self.hardening
-                .http_connections_closed
-                .get_or_create(&ReasonLabel { reason: "shutdown" })
-                .inc();
-        }
+        self.hardening
+            .http_connections_closed
+            .get_or_create(&ReasonLabel { reason: "shutdown" })
+            .inc_by(u64::try_from(n).unwrap_or(u64::MAX));
     }
 
     /// The HTTP ingest endpoint answered a request. A refused token is logged at most once per

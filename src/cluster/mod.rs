@@ -94,8 +94,8 @@ impl ClusterError {
 pub const API_COMPONENT: &str = "kubernetes";
 
 /// A `tower::Service` in front of a client that reports each call's result to the API server's
-/// health component: a transport error (refused, reset, timed out) or a 5xx answer fails it,
-/// any other answer clears it. The Node watch's relists and the Lease renewals call every few
+/// health component: a transport error (refused, reset, timed out), a 5xx or a 401 answer fails
+/// it, any other answer clears it. The Node watch's relists and the Lease renewals call every few
 /// seconds, so an outage shows even while no event arrives.
 #[derive(Clone)]
 struct Observed {
@@ -137,7 +137,9 @@ impl tower::Service<Request<Body>> for Observed {
             // `client/mod.rs`); statuses become errors later, in `request`.
             let result = inner.send(request).await;
             match &result {
-                Ok(rsp) if rsp.status().is_server_error() => {
+                // A 5xx is the server failing; a 401 is every call failing, for want of valid
+                // credentials. Other answers (403, 404, 409, 429 ...) are about one request.
+                Ok(rsp) if rsp.status().is_server_error() || rsp.status().as_u16() == 401 => {
                     let status = rsp.status();
                     this.health.failed(
                         API_COMPONENT,
