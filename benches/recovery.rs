@@ -103,7 +103,12 @@ async fn router(
     let client_config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
         .await
         .expect("a client configuration");
-    let clients = Cluster::clients_from(client_config, config).expect("the clients");
+    // The service's own readiness: every API call reports to it (as `run` sets it up).
+    let health = Arc::new(eviction_router::health::Health::new(Duration::from_secs(
+        60,
+    )));
+    let clients = Cluster::clients_from(client_config, config, health, Duration::from_secs(10))
+        .expect("the clients");
     let (_, active) = tokio::sync::watch::channel(true);
     let cluster = Cluster::kubernetes(clients, config, metrics.clone(), active.clone());
     let sinks = Sinks::start(&[], metrics.clone()).expect("no sinks");

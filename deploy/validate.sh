@@ -130,7 +130,8 @@ schema_negatives() {
   expect_rejected "the webhook without its Secret" "/webhook/secretRef" "$(printf 'aws: {queueUrl: https://sqs.us-east-1.amazonaws.com/1/q}\nwebhook: {enabled: true}')"
   expect_rejected "an unknown sink key" "additional properties 'secret'" "$(printf 'aws: {queueUrl: https://sqs.us-east-1.amazonaws.com/1/q}\nsinks: [{type: webhook, url: "https://x.example", secret: s}]')"
   expect_rejected "two replicas without leader election" "needs leaderElection.enabled" "$(printf 'aws: {queueUrl: https://sqs.us-east-1.amazonaws.com/1/q}\nleaderElection: {enabled: false}')"
-  expect_rejected "a shutdown grace longer than the pod's" "shutdownGraceSeconds must be shorter" "$(printf 'aws: {queueUrl: https://sqs.us-east-1.amazonaws.com/1/q}\nrouter: {shutdownGraceSeconds: 30}')"
+  expect_rejected "a shutdown grace longer than the pod's" "terminationGracePeriodSeconds must be at least" "$(printf 'aws: {queueUrl: https://sqs.us-east-1.amazonaws.com/1/q}\nrouter: {shutdownGraceSeconds: 30}')"
+  expect_rejected "a pod grace with no room for the shutdown tail" "terminationGracePeriodSeconds must be at least" "$(printf 'aws: {queueUrl: https://sqs.us-east-1.amazonaws.com/1/q}\nrouter: {shutdownGraceSeconds: 25}')"
 }
 run_step "values schema and chart checks reject bad values" schema_negatives
 

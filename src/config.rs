@@ -1,7 +1,10 @@
 //! The user's configuration: a strict YAML file with `${ENV_VAR}` expansion.
 //!
-//! Every section rejects unknown keys, so a typo is an error that names the key rather than a
-//! setting silently ignored. `docs/configuration.md` documents every key; `examples/` holds
+//! The file is parsed first and `${VAR}` is expanded inside string values afterwards, so a
+//! variable's value is only ever text: a newline, a ` #` or a quote in a secret stays in the
+//! secret instead of ending it or writing another key. Every section rejects unknown keys, and
+//! every error names the exact key path (`sources[0].pollers`), so a typo is an error that names
+//! the key rather than a setting silently ignored. `docs/configuration.md` documents every key; `examples/` holds
 //! commented configurations. [`Config::embedded_default`] is what `run` uses with no file.
 //!
 //! Each component's settings and their validation live with the component (a source's with its
@@ -39,24 +42,30 @@ pub enum ConfigError {
         source: std::io::Error,
     },
     /// A `${VAR}` names an unset environment variable.
-    #[error(
-        "line {line}: environment variable `{name}` is not set (write `$${{` for a literal `${{`)"
-    )]
+    #[error("`{key}`: environment variable `{name}` is not set (write `$${{` for a literal `${{`)")]
     MissingEnv {
         /// The variable.
         name: String,
-        /// 1-based line of the reference.
-        line: usize,
+        /// The key whose value names it.
+        key: String,
     },
-    /// A `${` is not closed on its line.
-    #[error("line {line}: `${{` without a closing `}}`")]
+    /// A `${` is not closed in its value.
+    #[error("`{key}`: `${{` without a closing `}}` (write `$${{` for a literal `${{`)")]
     UnclosedEnv {
-        /// 1-based line.
-        line: usize,
+        /// The key whose value holds it.
+        key: String,
     },
-    /// The YAML does not match the schema (unknown key, wrong type, missing key).
+    /// The text is not YAML.
     #[error("{0}")]
     Yaml(#[from] serde_norway::Error),
+    /// The YAML does not match the schema (unknown key, wrong type, missing key).
+    #[error("`{key}`: {message}")]
+    Schema {
+        /// Where, as a path (`sources[0].pollers`; `.` for the whole file).
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
     /// A value is out of range or inconsistent with another.
     #[error("`{key}`: {message}")]
     Invalid {
@@ -103,9 +112,9 @@ fn default_sinks() -> Vec<SinkConfig> {
     vec![SinkConfig::Stdout]
 }
 
-/// One source of signals.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+/// One source of signals, chosen by its `type` ([`tagged`] reads it, so that an error inside an
+/// entry names its key).
+#[derive(Debug, Clone)]
 pub enum SourceConfig {
     /// An SQS queue fed by EventBridge rules.
     AwsSqs(SqsConfig),
@@ -117,6 +126,26 @@ pub enum SourceConfig {
     HttpIngest(HttpIngestConfig),
     /// Event Grid pushing to `/v1/eventgrid` on the router's HTTP server.
     AzureEventGridWebhook(EventGridWebhookConfig),
+}
+
+impl<'de> Deserialize<'de> for SourceConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        const TYPES: &[&str] = &[
+            "aws_sqs",
+            "azure_service_bus",
+            "gcp_pubsub",
+            "http_ingest",
+            "azure_event_grid_webhook",
+        ];
+        let (ty, body) = tagged::split::<D>(d, TYPES)?;
+        Ok(match ty.as_str() {
+            "aws_sqs" => SourceConfig::AwsSqs(tagged::inner::<D, _>(body)?),
+            "azure_service_bus" => SourceConfig::AzureServiceBus(tagged::inner::<D, _>(body)?),
+            "gcp_pubsub" => SourceConfig::GcpPubsub(tagged::inner::<D, _>(body)?),
+            "http_ingest" => SourceConfig::HttpIngest(tagged::inner::<D, _>(body)?),
+            _ => SourceConfig::AzureEventGridWebhook(tagged::inner::<D, _>(body)?),
+        })
+    }
 }
 
 impl SourceConfig {
@@ -138,7 +167,7 @@ impl SourceConfig {
             SourceConfig::AwsSqs(sqs) => sqs.validate(),
             SourceConfig::AzureServiceBus(sb) => sb.validate(),
             SourceConfig::GcpPubsub(ps) => ps.validate(),
-            SourceConfig::HttpIngest(_) => Ok(()),
+            SourceConfig::HttpIngest(h) => h.validate(),
             SourceConfig::AzureEventGridWebhook(w) => w.validate(),
         }
     }
@@ -159,10 +188,11 @@ impl Config {
         Config::parse(EMBEDDED_DEFAULT, |name| std::env::var(name).ok())
     }
 
-    /// Expands `${VAR}` with `env`, parses and validates `text`.
+    /// Parses `text`, expands `${VAR}` in its string values with `env`, and validates it.
     pub fn parse(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
-        let expanded = expand_env(text, env)?;
-        let config: Config = serde_norway::from_str(&expanded)?;
+        let mut value: serde_norway::Value = serde_norway::from_str(text)?;
+        expand_values(&mut value, &env, &mut String::new())?;
+        let config: Config = serde_path_to_error::deserialize(value).map_err(schema_error)?;
         config.validate()?;
         Ok(config)
     }
@@ -185,6 +215,12 @@ impl Config {
         if let Err((key, message)) = self.router.validate() {
             return Err(ConfigError::invalid(format!("router.{key}"), message));
         }
+        if let Err((key, message)) = self.server.validate() {
+            return Err(ConfigError::invalid(format!("server.{key}"), message));
+        }
+        if let Err((key, message)) = cluster_bounds(&self.cluster) {
+            return Err(ConfigError::invalid(format!("cluster.{key}"), message));
+        }
         for (i, sink) in self.sinks.iter().enumerate() {
             if let Err((key, message)) = sink.validate() {
                 return Err(ConfigError::invalid(format!("sinks[{i}].{key}"), message));
@@ -194,45 +230,212 @@ impl Config {
     }
 }
 
-/// Replaces `${NAME}` with `env(NAME)`; `$${` stands for a literal `${`.
-fn expand_env(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<String, ConfigError> {
-    let mut out = String::with_capacity(text.len());
-    for (n, line) in text.split_inclusive('\n').enumerate() {
-        let mut rest = line;
-        while let Some(at) = rest.find("${") {
-            if rest[..at].ends_with('$') {
-                out.push_str(&rest[..at - 1]);
-                out.push_str("${");
-                rest = &rest[at + 2..];
-                continue;
-            }
-            out.push_str(&rest[..at]);
-            let after = &rest[at + 2..];
-            let end = after
-                .find('}')
-                .ok_or(ConfigError::UnclosedEnv { line: n + 1 })?;
-            let name = &after[..end];
-            // A comment is not configuration: leave references in it alone.
-            if out
-                .rsplit('\n')
-                .next()
-                .is_some_and(|l| l.trim_start().starts_with('#'))
-            {
-                out.push_str("${");
-                out.push_str(name);
-                out.push('}');
-            } else {
-                let value = env(name).ok_or_else(|| ConfigError::MissingEnv {
-                    name: name.to_owned(),
-                    line: n + 1,
-                })?;
-                out.push_str(&value);
-            }
-            rest = &after[end + 1..];
+impl Config {
+    /// Checks what depends on the address the server finally listens on (after `run --listen`):
+    /// HTTP ingest beyond loopback needs a bearer token, since anyone who reaches the port could
+    /// otherwise make the router drain any Node.
+    pub fn check_exposure(&self) -> Result<(), ConfigError> {
+        if self.server.listen.ip().is_loopback() {
+            return Ok(());
         }
-        out.push_str(rest);
+        for (i, source) in self.sources.iter().enumerate() {
+            if let SourceConfig::HttpIngest(h) = source
+                && h.token.is_none()
+            {
+                return Err(ConfigError::invalid(
+                    format!("sources[{i}].token"),
+                    format!(
+                        "is required when the server listens beyond loopback ({}): every request to /v1/ingest must then carry `Authorization: Bearer <token>`",
+                        self.server.listen
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
+}
+
+/// The upper bounds of the cluster's durations, which `run` turns into timestamps and timers:
+/// past them a value is a typo, and near `u64::MAX` it would overflow the arithmetic.
+fn cluster_bounds(c: &ClusterConfig) -> Result<(), (&'static str, &'static str)> {
+    const DAY: u64 = 86_400;
+    if c.maintenance_lead_seconds > 30 * DAY {
+        return Err((
+            "maintenance_lead_seconds",
+            "must be at most 2592000 (30 days)",
+        ));
+    }
+    if c.replacement_timeout_seconds > 7 * DAY {
+        return Err((
+            "replacement_timeout_seconds",
+            "must be at most 604800 (7 days)",
+        ));
+    }
+    if c.drain_margin_seconds > 3_600 {
+        return Err(("drain_margin_seconds", "must be at most 3600"));
+    }
+    if c.drain_timeout_seconds > DAY {
+        return Err(("drain_timeout_seconds", "must be at most 86400"));
+    }
+    Ok(())
+}
+
+/// A deserialisation error, with the key path that `serde_path_to_error` tracked and the one a
+/// tagged entry ([`tagged`]) adds inside it.
+fn schema_error(e: serde_path_to_error::Error<serde_norway::Error>) -> ConfigError {
+    let outer = e.path().to_string();
+    let message = e.inner().to_string();
+    let (key, message) = match tagged::unnest(&message) {
+        Some((inner, message)) if outer == "." => (inner.to_owned(), message.to_owned()),
+        Some((inner, message)) => (format!("{outer}.{inner}"), message.to_owned()),
+        None => (outer, message),
+    };
+    ConfigError::Schema { key, message }
+}
+
+/// Expands `${NAME}` in every string value of `value` (not in mapping keys), `path` being the
+/// key path of `value` for errors.
+fn expand_values(
+    value: &mut serde_norway::Value,
+    env: &impl Fn(&str) -> Option<String>,
+    path: &mut String,
+) -> Result<(), ConfigError> {
+    use serde_norway::Value;
+    match value {
+        Value::String(s) if s.contains("${") => {
+            *s = expand_env(s, env, path)?;
+        }
+        Value::Sequence(items) => {
+            for (i, item) in items.iter_mut().enumerate() {
+                let len = path.len();
+                path.push_str(&format!("[{i}]"));
+                expand_values(item, env, path)?;
+                path.truncate(len);
+            }
+        }
+        Value::Mapping(map) => {
+            for (k, v) in map.iter_mut() {
+                let len = path.len();
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                match k.as_str() {
+                    Some(k) => path.push_str(k),
+                    None => path.push('?'),
+                }
+                expand_values(v, env, path)?;
+                path.truncate(len);
+            }
+        }
+        Value::Tagged(tagged) => expand_values(&mut tagged.value, env, path)?,
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Replaces `${NAME}` with `env(NAME)` in one value; `$${` stands for a literal `${`. The result
+/// is not expanded again.
+fn expand_env(
+    text: &str,
+    env: &impl Fn(&str) -> Option<String>,
+    key: &str,
+) -> Result<String, ConfigError> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("${") {
+        if rest[..at].ends_with('$') {
+            out.push_str(&rest[..at - 1]);
+            out.push_str("${");
+            rest = &rest[at + 2..];
+            continue;
+        }
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 2..];
+        let end = after.find('}').ok_or_else(|| ConfigError::UnclosedEnv {
+            key: key.to_owned(),
+        })?;
+        let name = &after[..end];
+        let value = env(name).ok_or_else(|| ConfigError::MissingEnv {
+            name: name.to_owned(),
+            key: key.to_owned(),
+        })?;
+        out.push_str(&value);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
     Ok(out)
+}
+
+/// Entries chosen by a `type` key (sources, sinks): read as YAML first, the `type` taken out,
+/// the rest deserialised as the type's settings with its own key path, which the error carries
+/// so that it can name `sources[0].pollers` rather than `sources[0]` (serde's internally tagged
+/// enums buffer the entry and lose the path inside it).
+pub(crate) mod tagged {
+    use serde::Deserialize;
+    use serde::de::Error as _;
+    use serde_norway::Value;
+
+    /// Separates the inner key path from the message in an error that crosses an entry.
+    const NEST: char = '\u{1f}';
+
+    /// The entry's `type`, one of `types`, and its other keys.
+    pub(crate) fn split<'de, D: serde::Deserializer<'de>>(
+        d: D,
+        types: &'static [&'static str],
+    ) -> Result<(String, Value), D::Error> {
+        let value = Value::deserialize(d)?;
+        let Value::Mapping(mut map) = value else {
+            return Err(D::Error::custom("expected a mapping with a `type`"));
+        };
+        let ty = match map.remove("type") {
+            Some(Value::String(ty)) => ty,
+            Some(_) => return Err(D::Error::custom("`type` must be a string")),
+            None => return Err(D::Error::missing_field("type")),
+        };
+        if !types.contains(&ty.as_str()) {
+            return Err(D::Error::unknown_variant(&ty, types));
+        }
+        Ok((ty, Value::Mapping(map)))
+    }
+
+    /// The entry's settings, an error naming the key inside the entry.
+    pub(crate) fn inner<'de, D: serde::Deserializer<'de>, T: serde::de::DeserializeOwned>(
+        body: Value,
+    ) -> Result<T, D::Error> {
+        serde_path_to_error::deserialize(body).map_err(|e| {
+            let path = e.path().to_string();
+            if path == "." {
+                D::Error::custom(e.inner())
+            } else {
+                D::Error::custom(format!("{NEST}{path}{NEST}{}", e.inner()))
+            }
+        })
+    }
+
+    /// An entry with no settings (`type: stdout`).
+    pub(crate) fn empty<'de, D: serde::Deserializer<'de>>(body: Value) -> Result<(), D::Error> {
+        match body {
+            Value::Mapping(map) if map.is_empty() => Ok(()),
+            Value::Mapping(map) => {
+                let key = map
+                    .keys()
+                    .next()
+                    .and_then(Value::as_str)
+                    .unwrap_or("?")
+                    .to_owned();
+                Err(D::Error::custom(format!(
+                    "unknown field `{key}`, there are no fields"
+                )))
+            }
+            _ => Err(D::Error::custom("expected a mapping")),
+        }
+    }
+
+    /// The inner path and the message of an error made by [`inner`].
+    pub(crate) fn unnest(message: &str) -> Option<(&str, &str)> {
+        let rest = message.strip_prefix(NEST)?;
+        rest.split_once(NEST)
+    }
 }
 
 #[cfg(test)]

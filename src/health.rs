@@ -17,6 +17,8 @@ pub struct Health {
 struct State {
     failing_since: Option<Instant>,
     last_error: Option<String>,
+    /// This component's own grace, instead of the default one.
+    grace: Option<Duration>,
 }
 
 /// What `/readyz` answers.
@@ -40,24 +42,41 @@ impl Health {
     /// Registers a component not yet known to work: counted as failing from now, so one that
     /// never connects turns the router not ready once the grace period has passed.
     pub fn register(&self, name: &str) {
+        self.register_inner(name, None);
+    }
+
+    /// [`Health::register`] with a grace of the component's own.
+    pub fn register_with_grace(&self, name: &str, grace: Duration) {
+        self.register_inner(name, Some(grace));
+    }
+
+    fn register_inner(&self, name: &str, grace: Option<Duration>) {
         self.with(|c| {
             c.entry(name.to_owned()).or_insert(State {
                 failing_since: Some(Instant::now()),
                 last_error: Some("not yet connected".into()),
+                grace,
             });
+        });
+    }
+
+    /// Forgets a component (a source that stopped receiving, on a replica that stepped down).
+    pub fn remove(&self, name: &str) {
+        self.with(|c| {
+            c.remove(name);
         });
     }
 
     /// The component works.
     pub fn ok(&self, name: &str) {
         self.with(|c| {
-            c.insert(
-                name.to_owned(),
-                State {
-                    failing_since: None,
-                    last_error: None,
-                },
-            );
+            let state = c.entry(name.to_owned()).or_insert(State {
+                failing_since: None,
+                last_error: None,
+                grace: None,
+            });
+            state.failing_since = None;
+            state.last_error = None;
         });
     }
 
@@ -67,6 +86,7 @@ impl Health {
             let state = c.entry(name.to_owned()).or_insert(State {
                 failing_since: None,
                 last_error: None,
+                grace: None,
             });
             state.failing_since.get_or_insert_with(Instant::now);
             state.last_error = Some(error.to_string());
@@ -84,7 +104,7 @@ impl Health {
                     Some(since) => {
                         let failing = now.saturating_duration_since(since);
                         let error = state.last_error.as_deref().unwrap_or("unknown error");
-                        if failing >= self.grace {
+                        if failing >= state.grace.unwrap_or(self.grace) {
                             ready = false;
                             lines.push(format!(
                                 "{name}: failing for {}s: {error}",
@@ -130,6 +150,31 @@ mod tests {
         assert!(r.lines[0].contains("connection refused"), "{:?}", r.lines);
         h.ok("aws_sqs");
         assert!(h.readiness(t0 + Duration::from_secs(62)).ready);
+    }
+
+    #[test]
+    fn a_component_with_its_own_grace_fails_readiness_sooner() {
+        let h = Health::new(Duration::from_secs(60));
+        let t0 = Instant::now();
+        h.register_with_grace("kubernetes", Duration::from_secs(10));
+        h.ok("kubernetes");
+        h.ok("aws_sqs");
+        h.failed("kubernetes", &"cannot reach the API server");
+        h.failed("aws_sqs", &"refused");
+        let r = h.readiness(t0 + Duration::from_secs(11));
+        assert!(!r.ready);
+        assert!(
+            r.lines
+                .iter()
+                .any(|l| l.starts_with("kubernetes: failing for")),
+            "{r:?}"
+        );
+        assert!(
+            r.lines.iter().any(|l| l.starts_with("aws_sqs: degraded")),
+            "the other keeps the default grace: {r:?}"
+        );
+        h.ok("kubernetes");
+        assert!(h.readiness(t0 + Duration::from_secs(12)).ready);
     }
 
     #[test]

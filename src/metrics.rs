@@ -96,6 +96,54 @@ pub struct Metrics {
     source_backlog: Family<ProviderLabel, Gauge>,
     webhook_requests: Family<OutcomeLabel, Counter>,
     recovery: recovery::Recovery,
+    hardening: Hardening,
+}
+
+/// The metrics of the hardening against hostile traffic, outages and fan-out (one block, so
+/// that it reads as one piece).
+#[derive(Debug, Default)]
+struct Hardening {
+    http_connections: Gauge,
+    http_connections_closed: Family<ReasonLabel, Counter>,
+    http_accept_errors: Counter,
+    ingest_requests: Family<OutcomeLabel, Counter>,
+    events_over_cap: Family<ProviderLabel, Counter>,
+    accept_log: LogSampler,
+    unauthorized_log: LogSampler,
+    eventgrid_unauthorized_log: LogSampler,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
+}
+
+/// Lets one log line through per [`LogSampler::EVERY`] and counts the ones held back, so that a
+/// flood of the same refusal costs one line per interval, which says how many it stands for.
+#[derive(Debug, Default)]
+pub struct LogSampler {
+    state: std::sync::Mutex<(Option<std::time::Instant>, u64)>,
+}
+
+impl LogSampler {
+    /// One line per this long.
+    pub const EVERY: Duration = Duration::from_secs(10);
+
+    /// `Some(held back since the last line)` when a line may be written now.
+    pub fn allow(&self, now: std::time::Instant) -> Option<u64> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let (last, held) = &mut *state;
+        match last {
+            Some(t) if now.saturating_duration_since(*t) < Self::EVERY => {
+                *held += 1;
+                None
+            }
+            _ => {
+                *last = Some(now);
+                Some(std::mem::take(held))
+            }
+        }
+    }
 }
 
 impl Default for Metrics {
@@ -127,6 +175,7 @@ impl Metrics {
             source_backlog: Family::default(),
             webhook_requests: Family::default(),
             recovery: recovery::Recovery::new(),
+            hardening: Hardening::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -212,6 +261,7 @@ impl Metrics {
             m.webhook_requests.clone(),
         );
         m.recovery.register(r);
+        m.hardening.register(r);
         // Series operators alert on exist from the start at zero, so that `increase()` sees the
         // first event and dashboards show zero rather than no data.
         for provider in Provider::ALL {
@@ -247,25 +297,13 @@ impl Metrics {
             provider_event = %d.provider_event, lag_ms = lag.as_millis() as u64,
             "Received an event."
         );
-        let labels = ProviderKind {
-            provider: d.provider.as_str(),
-            kind: d.kind.as_str(),
-        };
-        self.events_received.get_or_create(&labels).inc();
-        self.event_delivery_lag
-            .get_or_create(&labels)
-            .observe(lag.as_secs_f64());
+        self.count_received(event, lag);
     }
 
     /// A message or event was valid but not acted on.
     pub fn event_ignored(&self, provider: Provider, ignored: &Ignored) {
         tracing::info!(provider = %provider, reason = ignored.reason.as_str(), detail = %ignored.detail, "Ignored a message.");
-        self.events_ignored
-            .get_or_create(&ProviderReason {
-                provider: provider.as_str(),
-                reason: ignored.reason.as_str(),
-            })
-            .inc();
+        self.count_ignored(provider, ignored);
     }
 
     /// A message could not be normalised: it is poison.
@@ -377,7 +415,23 @@ impl Metrics {
     /// logged by the router as events.
     pub fn webhook_request(&self, outcome: &'static str, status: u16, detail: &str) {
         match outcome {
-            "unauthorized" | "too_large" | "busy" => {
+            // Anyone who reaches the URL can send these: one line per interval, with a count.
+            "unauthorized" => {
+                if let Some(held) = self
+                    .hardening
+                    .eventgrid_unauthorized_log
+                    .allow(std::time::Instant::now())
+                {
+                    tracing::warn!(
+                        outcome,
+                        status,
+                        detail,
+                        similar_held_back = held,
+                        "Refused an Event Grid webhook request."
+                    )
+                }
+            }
+            "too_large" | "busy" | "body_timeout" | "broken_body" => {
                 tracing::warn!(
                     outcome,
                     status,
@@ -407,6 +461,234 @@ impl Metrics {
                 provider: provider.as_str(),
             })
             .set(n);
+    }
+}
+
+impl Hardening {
+    fn register(&self, r: &mut Registry) {
+        r.register(
+            "http_connections",
+            "HTTP connections open",
+            self.http_connections.clone(),
+        );
+        r.register(
+            "http_connections_closed",
+            "HTTP connections closed by the router, by reason (header_timeout, idle_timeout, evicted, refused, shutdown)",
+            self.http_connections_closed.clone(),
+        );
+        r.register(
+            "http_accept_errors",
+            "Failed accepts of HTTP connections (out of file descriptors, say)",
+            self.http_accept_errors.clone(),
+        );
+        r.register(
+            "events_over_cap",
+            "Events a message named beyond router.max_events_per_message: not acted on",
+            self.events_over_cap.clone(),
+        );
+        r.register(
+            "ingest_requests",
+            "HTTP ingest requests, by outcome (handled, ignored, retry, poison, unauthorized, too_large, body_timeout, broken_body)",
+            self.ingest_requests.clone(),
+        );
+    }
+}
+
+/// What the hardening against hostile traffic, outages and fan-out reports.
+impl Metrics {
+    /// How many HTTP connections are open.
+    pub fn http_connections_open(&self, n: usize) {
+        self.hardening
+            .http_connections
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    /// The router closed an HTTP connection: `header_timeout`, `idle_timeout`, `evicted` (to
+    /// make room at the connection limit), `refused` (at the limit, every connection busy),
+    /// `shutdown`. Logged at debug level only: hostile traffic must not flood the log.
+    pub fn http_connection_closed(&self, reason: &'static str) {
+        tracing::debug!(reason, "Closed an HTTP connection.");
+        if reason == "refused" {
+            self.warn_sampled(
+                &self.hardening.accept_log,
+                "Refused an HTTP connection: every connection has a request in flight (server.max_connections).",
+            );
+        }
+        self.hardening
+            .http_connections_closed
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
+    }
+
+    /// Accepting an HTTP connection failed.
+    pub fn http_accept_failed(&self, error: &std::io::Error) {
+        if let Some(held) = self.hardening.accept_log.allow(std::time::Instant::now()) {
+            tracing::warn!(error = %error, similar_held_back = held, "Cannot accept an HTTP connection.");
+        }
+        self.hardening.http_accept_errors.inc();
+    }
+
+    /// Connections still open when the shutdown deadline came were dropped.
+    pub fn http_connections_dropped_at_shutdown(&self, n: usize) {
+        tracing::warn!(
+            connections = n,
+            "HTTP connections still open at the end of the grace period were closed."
+        );
+        self.hardening
+            .http_connections_closed
+            .get_or_create(&ReasonLabel { reason: "shutdown" })
+            .inc_by(u64::try_from(n).unwrap_or(u64::MAX));
+    }
+
+    /// The HTTP ingest endpoint answered a request. A refused token is logged at most once per
+    /// [`LogSampler::EVERY`], with the count held back.
+    pub fn ingest_request(&self, outcome: &'static str, status: u16) {
+        if outcome == "unauthorized" {
+            if let Some(held) = self
+                .hardening
+                .unauthorized_log
+                .allow(std::time::Instant::now())
+            {
+                tracing::warn!(
+                    status,
+                    similar_held_back = held,
+                    "Refused an ingest request: missing or wrong bearer token."
+                );
+            }
+        } else {
+            tracing::debug!(outcome, status, "Answered an ingest request.");
+        }
+        self.hardening
+            .ingest_requests
+            .get_or_create(&OutcomeLabel { outcome })
+            .inc();
+    }
+
+    /// A sink still held `n` events when the shutdown left it no more time: they are dropped.
+    pub fn sink_undelivered_at_shutdown(&self, sink: &'static str, url: &str, n: usize) {
+        tracing::warn!(
+            sink,
+            url,
+            events = n,
+            "A sink could not deliver what it held before the shutdown; dropping it."
+        );
+        self.sink_deliveries
+            .get_or_create(&SinkOutcome {
+                sink,
+                outcome: "dropped",
+            })
+            .inc_by(u64::try_from(n).unwrap_or(u64::MAX));
+    }
+
+    /// The metrics of a received event, logged by the caller.
+    fn count_received(&self, event: &Event, lag: Duration) {
+        let d = &event.data;
+        let labels = ProviderKind {
+            provider: d.provider.as_str(),
+            kind: d.kind.as_str(),
+        };
+        self.events_received.get_or_create(&labels).inc();
+        self.event_delivery_lag
+            .get_or_create(&labels)
+            .observe(lag.as_secs_f64());
+    }
+
+    /// The metric of an ignored event, logged by the caller.
+    fn count_ignored(&self, provider: Provider, ignored: &Ignored) {
+        self.events_ignored
+            .get_or_create(&ProviderReason {
+                provider: provider.as_str(),
+                reason: ignored.reason.as_str(),
+            })
+            .inc();
+    }
+
+    /// [`Metrics::event_received`] for one of many events of a message: logged at debug level,
+    /// the message's summary line ([`Metrics::message_fanned_out`]) says the rest.
+    pub fn event_received_quietly(&self, event: &Event, lag: Duration) {
+        let d = &event.data;
+        tracing::debug!(
+            provider = %d.provider, kind = %d.kind, id = %event.id, instance = %d.instance.id,
+            lag_ms = lag.as_millis() as u64, "Received an event."
+        );
+        self.count_received(event, lag);
+    }
+
+    /// [`Metrics::event_ignored`] for one of many events of a message, at debug level.
+    pub fn event_ignored_quietly(&self, provider: Provider, ignored: &Ignored) {
+        tracing::debug!(provider = %provider, reason = ignored.reason.as_str(), detail = %ignored.detail, "Ignored an event.");
+        self.count_ignored(provider, ignored);
+    }
+
+    /// One message became many events: one line for all of them.
+    #[allow(clippy::too_many_arguments, reason = "one line, one field per count")]
+    pub fn message_fanned_out(
+        &self,
+        provider: Provider,
+        message_id: Option<&str>,
+        events: usize,
+        acted: usize,
+        foreign: usize,
+        duplicate: usize,
+        retry: usize,
+        over_cap: usize,
+    ) {
+        tracing::info!(
+            provider = %provider, message_id, events, acted, foreign, duplicate, retry, over_cap,
+            "Handled a message of many events."
+        );
+    }
+
+    /// A message named more events than `router.max_events_per_message`: the first `kept` are
+    /// acted on, `dropped` are counted and not built.
+    pub fn events_over_cap(
+        &self,
+        provider: Provider,
+        message_id: Option<&str>,
+        kept: usize,
+        dropped: usize,
+    ) {
+        tracing::warn!(
+            provider = %provider, message_id, kept, dropped,
+            "A message named more events than router.max_events_per_message; acting on the first ones only."
+        );
+        self.hardening
+            .events_over_cap
+            .get_or_create(&ProviderLabel {
+                provider: provider.as_str(),
+            })
+            .inc_by(u64::try_from(dropped).unwrap_or(u64::MAX));
+    }
+
+    /// Elements of a batch are malformed (the others were handled): one line for all, each
+    /// counted in `events_invalid_total`.
+    pub fn batch_elements_invalid(
+        &self,
+        provider: Provider,
+        message_id: Option<&str>,
+        invalid: &[crate::providers::Invalid],
+    ) {
+        // The first few say enough; the count says how many.
+        let shown: Vec<String> = invalid
+            .iter()
+            .take(5)
+            .map(|i| format!("[{}] {}: {}", i.index, i.kind, i.error))
+            .collect();
+        tracing::warn!(
+            provider = %provider, message_id, invalid = invalid.len(), first = %shown.join("; "),
+            "Rejected malformed elements of a batch; the valid ones were handled."
+        );
+        self.events_invalid
+            .get_or_create(&ProviderLabel {
+                provider: provider.as_str(),
+            })
+            .inc_by(u64::try_from(invalid.len()).unwrap_or(u64::MAX));
+    }
+
+    fn warn_sampled(&self, sampler: &LogSampler, message: &'static str) {
+        if let Some(held) = sampler.allow(std::time::Instant::now()) {
+            tracing::warn!(similar_held_back = held, "{message}");
+        }
     }
 }
 

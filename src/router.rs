@@ -22,6 +22,20 @@ use crate::metrics::Metrics;
 use crate::providers::{self, IgnoreReason, Ignored};
 use crate::sinks::Sinks;
 
+/// A message of more events than this is logged as one line with counts; its events are
+/// logged at debug level only.
+pub const LOG_EACH_EVENT_UP_TO: usize = 10;
+
+/// What became of the events of one message, for its summary line.
+#[derive(Debug, Default)]
+struct Tally {
+    events: usize,
+    acted: usize,
+    foreign: usize,
+    duplicate: usize,
+    retry: usize,
+}
+
 /// What the router did with one event, for callers that show it (the demo).
 #[derive(Debug)]
 pub struct Report {
@@ -39,6 +53,7 @@ pub struct Router {
     sinks: Sinks,
     metrics: Arc<Metrics>,
     timeout: Duration,
+    max_events: usize,
     /// Whether this replica may act (it leads, or there is no election).
     active: tokio::sync::watch::Receiver<bool>,
 }
@@ -57,6 +72,7 @@ impl Router {
             sinks,
             metrics,
             timeout: config.message_timeout(),
+            max_events: config.max_events_per_message,
             active: tokio::sync::watch::channel(true).1,
         }
     }
@@ -120,21 +136,37 @@ impl Router {
             tracing::debug!(provider = %provider, "Not the leader; asking for redelivery.");
             return Outcome::Retry;
         }
-        let parsed = match providers::normalize(provider, body) {
+        let parsed = match providers::normalize_with(provider, body, self.max_events) {
             Ok(parsed) => parsed,
             Err(e) => {
                 self.metrics.event_invalid(provider, message_id, &e);
                 return Outcome::Poison;
             }
         };
+        if parsed.dropped > 0 {
+            self.metrics
+                .events_over_cap(provider, message_id, parsed.events.len(), parsed.dropped);
+        }
+        if !parsed.invalid.is_empty() {
+            self.metrics
+                .batch_elements_invalid(provider, message_id, &parsed.invalid);
+        }
+        // Past a handful of events, one line for the message instead of one per event.
+        let quiet = parsed.events.len() > LOG_EACH_EVENT_UP_TO;
+        let mut tally = Tally::default();
         for ignored in &parsed.ignored {
             self.metrics.event_ignored(provider, ignored);
         }
         let mut outcome = Outcome::Ignored;
         for event in parsed.events {
             let lag = received_at.duration_since(event.data.occurred_at);
-            self.metrics
-                .event_received(&event, lag.try_into().unwrap_or(Duration::ZERO));
+            let lag = lag.try_into().unwrap_or(Duration::ZERO);
+            if quiet {
+                self.metrics.event_received_quietly(&event, lag);
+            } else {
+                self.metrics.event_received(&event, lag);
+            }
+            tally.events += 1;
             let key = Dedupe::key(&event.source(), &event.id);
             let seen = self.dedupe_lock().begin(&key, Instant::now());
             match seen {
@@ -143,10 +175,20 @@ impl Router {
                         reason: IgnoreReason::Duplicate,
                         detail: format!("event {}", event.id),
                     };
-                    self.metrics.event_ignored(provider, &ignored);
+                    tally.duplicate += 1;
+                    if quiet {
+                        self.metrics.event_ignored_quietly(provider, &ignored);
+                    } else {
+                        self.metrics.event_ignored(provider, &ignored);
+                    }
                 }
                 Seen::InFlight => {
-                    tracing::info!(id = %event.id, "The same event is being handled already; asking for redelivery.");
+                    if quiet {
+                        tracing::debug!(id = %event.id, "The same event is being handled already; asking for redelivery.");
+                    } else {
+                        tracing::info!(id = %event.id, "The same event is being handled already; asking for redelivery.");
+                    }
+                    tally.retry += 1;
                     outcome = Outcome::Retry;
                 }
                 Seen::New => {
@@ -156,26 +198,52 @@ impl Router {
                         router: self,
                         key: Some(key),
                     };
-                    let result = self.handle_event(event).await;
+                    let result = self.handle_event(event, quiet).await;
                     guard.finish(result.is_some());
                     match result {
                         Some(report) => {
                             let acted = !matches!(report.applied, Applied::Foreign);
+                            if acted {
+                                tally.acted += 1;
+                            } else {
+                                tally.foreign += 1;
+                            }
                             if acted && outcome != Outcome::Retry {
                                 outcome = Outcome::Handled;
                             }
                             reports.push(report);
                         }
-                        None => outcome = Outcome::Retry,
+                        None => {
+                            tally.retry += 1;
+                            outcome = Outcome::Retry;
+                        }
                     }
                 }
             }
+        }
+        if quiet {
+            self.metrics.message_fanned_out(
+                provider,
+                message_id,
+                tally.events,
+                tally.acted,
+                tally.foreign,
+                tally.duplicate,
+                tally.retry,
+                parsed.dropped,
+            );
+        }
+        // A batch with malformed elements: the valid ones were acted on above, and the message
+        // is poison so that the queue dead-letters it for inspection (Event Grid: 400), unless
+        // a valid one must be retried first (decision record 0009).
+        if !parsed.invalid.is_empty() && outcome != Outcome::Retry {
+            outcome = Outcome::Poison;
         }
         outcome
     }
 
     /// Cluster actions, then sinks. `None` when a required step failed.
-    async fn handle_event(&self, mut event: Event) -> Option<Report> {
+    async fn handle_event(&self, mut event: Event, quiet: bool) -> Option<Report> {
         let applied = match self.cluster.apply(&event).await {
             Ok(applied) => applied,
             Err(e) => {
@@ -193,7 +261,12 @@ impl Router {
                     reason: IgnoreReason::ForeignInstance,
                     detail,
                 };
-                self.metrics.event_ignored(event.data.provider, &ignored);
+                if quiet {
+                    self.metrics
+                        .event_ignored_quietly(event.data.provider, &ignored);
+                } else {
+                    self.metrics.event_ignored(event.data.provider, &ignored);
+                }
                 return Some(Report { event, applied });
             }
             Applied::Acted { node, .. } => {
@@ -227,8 +300,9 @@ impl Router {
         self.dedupe.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Stops the sinks after they delivered what they hold, within `grace`.
-    pub async fn close(self, grace: Duration) {
+    /// Stops the sinks after they delivered what they hold, within `grace`. Takes `&self`: in
+    /// `kubernetes` mode the cluster's tasks still hold the router when the service stops.
+    pub async fn close(&self, grace: Duration) {
         self.sinks.close(grace).await;
     }
 }

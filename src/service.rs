@@ -1,9 +1,16 @@
 //! The running service: wires config → sources → router → cluster and sinks, serves HTTP, and
 //! shuts down in order on the token: stop receiving, let in-flight messages finish within the
 //! grace period (releasing the rest to their queues), flush the sinks.
+//!
+//! Shutdown has one deadline, `router.shutdown_grace_seconds` after the signal, for everything in
+//! flight (HTTP requests, handlers, the messages the sources hold), then at most
+//! [`SHUTDOWN_TAIL`] to give back what is left and flush the sinks: the process is gone within
+//! grace + tail whatever is stuck. The chart's `terminationGracePeriodSeconds` must be longer.
 
 use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::time::Instant;
 
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -16,6 +23,10 @@ use crate::metrics::Metrics;
 use crate::router::{self, Router};
 use crate::server::{self, AppState};
 use crate::sinks::{SinkError, Sinks};
+
+/// After the grace period: the longest the sources take to give back what they still hold
+/// ([`crate::sources::RELEASE_TAIL`]), and the sinks to deliver what they queued.
+pub const SHUTDOWN_TAIL: Duration = crate::sources::RELEASE_TAIL;
 
 /// Why the service could not start. Runtime failures are logged and counted, never returned.
 #[derive(Debug, thiserror::Error)]
@@ -56,7 +67,14 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Serv
     )));
     let clients = match config.cluster.mode {
         ClusterMode::DryRun => None,
-        ClusterMode::Kubernetes => Some(Cluster::clients(&config.cluster).await?),
+        ClusterMode::Kubernetes => Some(
+            Cluster::clients(
+                &config.cluster,
+                health.clone(),
+                Duration::from_secs(config.server.kubernetes_readiness_grace_seconds),
+            )
+            .await?,
+        ),
     };
     // With leader election, only the Lease holder receives and acts; standbys keep their Node
     // cache warm, stay ready, and answer ingest with retry.
@@ -97,11 +115,20 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Serv
     let mut eventgrid = None;
     for source in &config.sources {
         match source {
-            SourceConfig::HttpIngest(_) => ingest = Some(tx.clone()),
+            SourceConfig::HttpIngest(http) => {
+                ingest = Some(server::Ingest {
+                    tx: tx.clone(),
+                    token: http
+                        .token
+                        .as_deref()
+                        .map(|t| server::Secret::new(t.as_bytes())),
+                })
+            }
             SourceConfig::AzureEventGridWebhook(webhook) => {
                 eventgrid = Some(crate::providers::azure::eventgrid::EventGrid::new(
                     webhook,
                     tx.clone(),
+                    config.server.body_read_timeout(),
                     metrics.clone(),
                 ));
             }
@@ -115,7 +142,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Serv
                 .await;
                 let tx = tx.clone();
                 spawn_on_leader(&mut sources, &leader, &shutdown, move |stop| {
-                    source.run(tx, stop, grace)
+                    source.clone().run(tx.clone(), stop, grace)
                 });
             }
             #[cfg(feature = "gcp")]
@@ -128,7 +155,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Serv
                 .await?;
                 let tx = tx.clone();
                 spawn_on_leader(&mut sources, &leader, &shutdown, move |stop| {
-                    source.run(tx, stop, grace)
+                    source.clone().run(tx.clone(), stop, grace)
                 });
             }
             #[cfg(feature = "azure")]
@@ -140,7 +167,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Serv
                 )?;
                 let tx = tx.clone();
                 spawn_on_leader(&mut sources, &leader, &shutdown, move |stop| {
-                    source.run(tx, stop, grace)
+                    source.clone().run(tx.clone(), stop, grace)
                 });
             }
             #[allow(unreachable_patterns, reason = "reachable when a cloud feature is off")]
@@ -148,21 +175,6 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Serv
         }
     }
     drop(tx);
-    // A leader that loses the Lease stops; the Deployment restarts it as a standby.
-    {
-        let (mut leader, stop) = (leader.clone(), shutdown.clone());
-        tokio::spawn(async move {
-            if leader.wait_for(|l| *l).await.is_ok()
-                && leader.wait_for(|l| !*l).await.is_ok()
-                && !stop.is_cancelled()
-            {
-                tracing::warn!(
-                    "Lost the leadership: stopping so that the replica restarts as a standby."
-                );
-                stop.cancel();
-            }
-        });
-    }
 
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
@@ -176,46 +188,80 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Serv
         health,
         ingest,
         eventgrid,
+        body_read_timeout: config.server.body_read_timeout(),
     });
-    let server_stop = shutdown.clone();
-    let server = tokio::spawn(async move {
-        let serve =
-            axum::serve(listener, app).with_graceful_shutdown(server_stop.cancelled_owned());
-        if let Err(e) = serve.await {
-            tracing::error!(error = %e, "The HTTP server failed.");
-        }
-    });
-    let workers = tokio::spawn(router::serve(router.clone(), rx, config.router.concurrency));
-    if let Some(replacements) = router.take_replacements() {
-        tokio::spawn(publish_replacements(router.clone(), replacements));
-    }
-    tracing::info!(listen = %addr, sources = config.sources.len(), "eviction-router is running.");
+    let limits = config.server.limits(server::conn::open_files_limit());
+    let server_abort = CancellationToken::new();
+    let mut server = tokio::spawn(server::conn::serve(
+        listener,
+        app,
+        limits,
+        metrics.clone(),
+        shutdown.clone(),
+        server_abort.clone(),
+    ));
+    let mut workers = tokio::spawn(router::serve(router.clone(), rx, config.router.concurrency));
+    let replacements = router
+        .take_replacements()
+        .map(|found| tokio::spawn(publish_replacements(router.clone(), found)));
+    tracing::info!(
+        listen = %addr, sources = config.sources.len(), max_connections = limits.max_connections,
+        "eviction-router is running."
+    );
 
     shutdown.cancelled().await;
+    let deadline = Instant::now() + grace;
     tracing::info!(
         grace_s = grace.as_secs(),
         "Shutting down: no new messages; finishing those in flight."
     );
+    // The listener is closed; requests in flight get until the deadline, then their connections
+    // are dropped (a half-sent request holds nothing).
+    if tokio::time::timeout_at(deadline, &mut server)
+        .await
+        .is_err()
+    {
+        server_abort.cancel();
+        let _ = server.await;
+    }
     // Sources stop receiving and settle or release what they hold within the grace period.
-    while sources.join_next().await.is_some() {}
-    let _ = server.await;
+    let release = deadline + SHUTDOWN_TAIL;
+    if tokio::time::timeout_at(release, async {
+        while sources.join_next().await.is_some() {}
+    })
+    .await
+    .is_err()
+    {
+        tracing::warn!("Sources still giving back messages after the grace period; stopping them.");
+        sources.abort_all();
+        while sources.join_next().await.is_some() {}
+    }
     // Handlers still running past the grace are abandoned; their deliveries count as retry and
     // their messages were released by their sources.
-    let mut workers = workers;
-    if tokio::time::timeout(grace, &mut workers).await.is_err() {
+    if tokio::time::timeout_at(deadline, &mut workers)
+        .await
+        .is_err()
+    {
         tracing::warn!("Handlers still running after the grace period; abandoning them.");
         workers.abort();
         let _ = workers.await;
     }
-    if let Ok(router) = Arc::try_unwrap(router) {
-        router.close(grace).await;
+    if let Some(replacements) = replacements {
+        replacements.abort();
+        let _ = replacements.await;
     }
+    // Whatever holds the router now (the cluster's tasks), the sinks deliver what they queued.
+    let flush = release
+        .saturating_duration_since(Instant::now())
+        .max(Duration::from_secs(1));
+    router.close(flush).await;
     tracing::info!("eviction-router stopped.");
     Ok(())
 }
 
-/// Spawns a queue source that starts receiving once this replica leads (at once without leader
-/// election) and stops on `shutdown`.
+/// Spawns a queue source that receives while this replica leads (at once without leader
+/// election): it starts when the replica becomes the leader, stops (settling or releasing what
+/// it holds) when the Lease is lost, starts again when it is won back, and ends on `shutdown`.
 #[cfg_attr(
     not(any(feature = "aws", feature = "azure", feature = "gcp")),
     allow(dead_code, reason = "only queue sources use it")
@@ -224,17 +270,35 @@ fn spawn_on_leader<F>(
     sources: &mut JoinSet<()>,
     leader: &tokio::sync::watch::Receiver<bool>,
     shutdown: &CancellationToken,
-    run: impl FnOnce(CancellationToken) -> F + Send + 'static,
+    run: impl Fn(CancellationToken) -> F + Send + 'static,
 ) where
     F: std::future::Future<Output = ()> + Send + 'static,
 {
     let (stop, mut leader) = (shutdown.clone(), leader.clone());
     sources.spawn(async move {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = leader.wait_for(|l| *l) => {}
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                led = leader.wait_for(|l| *l) => if led.is_err() { return },
+            }
+            let term = stop.child_token();
+            let stepped_down = tokio::spawn({
+                let (mut leader, term) = (leader.clone(), term.clone());
+                async move {
+                    if leader.wait_for(|l| !*l).await.is_ok() {
+                        term.cancel();
+                    }
+                }
+            });
+            run(term).await;
+            stepped_down.abort();
+            if stop.is_cancelled() {
+                return;
+            }
+            tracing::warn!(
+                "Not the leader any more: the queue source stopped and waits to lead again."
+            );
         }
-        run(stop).await
     });
 }
 

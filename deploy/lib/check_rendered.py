@@ -2,8 +2,9 @@
 """Checks on rendered chart output that neither Kubernetes schemas nor checkov make.
 
   check_rendered.py config FILE...   the router config in each ConfigMap uses only the keys of the
-                                     router's config contract, and every ${VAR} it references is
-                                     set in the Deployment's environment
+                                     router's config contract, every ${VAR} it references is set
+                                     in the Deployment's environment, and the pod's
+                                     terminationGracePeriodSeconds outlasts the router's shutdown
   check_rendered.py rules FILE OUT   writes the spec of the PrometheusRule in FILE to OUT, a
                                      plain rules file for `promtool check rules`
   check_rendered.py dashboard JSON OUT
@@ -21,13 +22,18 @@ from typing import Any
 
 import yaml
 
+# After router.shutdown_grace_seconds the router takes at most this long to give back what it holds
+# and flush its sinks (SHUTDOWN_TAIL in src/service.rs), and the kubelet needs a moment besides.
+SHUTDOWN_TAIL_SECONDS = 5
+KILL_MARGIN_SECONDS = 5
+
 # The router's config file, as the chart renders it. The router rejects unknown keys, so a key
 # the chart writes must be one of these. "required" keys must be present.
 SOURCE_KEYS = {
     "aws_sqs": ({"type", "queue_url", "region", "pollers"}, {"queue_url"}),
     "azure_service_bus": ({"type", "namespace", "queue", "auth", "connection_string"}, {"namespace", "queue", "auth"}),
     "gcp_pubsub": ({"type", "subscription"}, {"subscription"}),
-    "http_ingest": ({"type"}, set()),
+    "http_ingest": ({"type", "token"}, {"token"}),
     "azure_event_grid_webhook": ({"type", "secret"}, {"secret"}),
 }
 SINK_KEYS = {
@@ -87,7 +93,15 @@ def check_config(path: str) -> list[str]:
     if (config.get("server") or {}).get("listen") != "0.0.0.0:8080":
         errors.append("server.listen: the probes and the Service expect 0.0.0.0:8080")
 
-    container = deployments[0]["spec"]["template"]["spec"]["containers"][0]
+    pod = deployments[0]["spec"]["template"]["spec"]
+    grace = (config.get("router") or {}).get("shutdown_grace_seconds", 20)
+    termination = pod.get("terminationGracePeriodSeconds", 30)
+    if termination < grace + SHUTDOWN_TAIL_SECONDS + KILL_MARGIN_SECONDS:
+        errors.append(
+            f"terminationGracePeriodSeconds {termination} < router.shutdown_grace_seconds {grace}"
+            f" + {SHUTDOWN_TAIL_SECONDS} s shutdown tail + {KILL_MARGIN_SECONDS} s margin:"
+            " the kubelet would kill the router before it has stopped")
+    container = pod["containers"][0]
     env = {e["name"] for e in container.get("env") or []}
     referenced = set(re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", configs[0]["data"]["config.yaml"]))
     referenced |= {s["secret_env"] for s in config.get("sinks") or [] if s.get("secret_env")}

@@ -20,6 +20,9 @@ locals {
   events_queue_arn  = "arn:${local.partition}:sqs:${local.region}:${local.account_id}:${local.events_queue_name}"
 
   event_bus_arn = startswith(var.event_bus_name, "arn:") ? var.event_bus_name : "arn:${local.partition}:events:${local.region}:${local.account_id}:event-bus/${var.event_bus_name}"
+  # A rule's ARN is rule/<name> on the default bus and rule/<bus>/<name> on another one.
+  event_bus_short = element(split("/", var.event_bus_name), length(split("/", var.event_bus_name)) - 1)
+  rule_arn_prefix = local.event_bus_short == "default" ? "arn:${local.partition}:events:${local.region}:${local.account_id}:rule/" : "arn:${local.partition}:events:${local.region}:${local.account_id}:rule/${local.event_bus_short}/"
 
   # One EventBridge rule per group of signals. The key becomes part of the rule
   # name and the key of the `rule_arns` output.
@@ -89,6 +92,8 @@ locals {
   }
 
   rules = { for key, group in local.rule_groups : key => group if group.enabled }
+  # Built from the names, like events_queue_arn, so that the queue policy is known at plan time.
+  rule_arns = [for key in sort(keys(local.rules)) : "${local.rule_arn_prefix}${var.name}-${key}"]
 
   create_role = var.identity_mode != "none"
 
@@ -156,7 +161,7 @@ data "aws_iam_policy_document" "events_queue" {
     sid       = "AllowEventBridgeRules"
     effect    = "Allow"
     actions   = ["sqs:SendMessage"]
-    resources = [aws_sqs_queue.events.arn]
+    resources = [local.events_queue_arn]
 
     principals {
       type        = "Service"
@@ -166,7 +171,55 @@ data "aws_iam_policy_document" "events_queue" {
     condition {
       test     = "ArnEquals"
       variable = "aws:SourceArn"
-      values   = [for rule in aws_cloudwatch_event_rule.this : rule.arn]
+      values   = local.rule_arns
+    }
+  }
+
+  dynamic "statement" {
+    for_each = length(var.lifecycle_hook_role_arns) > 0 ? [var.lifecycle_hook_role_arns] : []
+
+    content {
+      sid       = "AllowLifecycleHookRoles"
+      effect    = "Allow"
+      actions   = ["sqs:SendMessage"]
+      resources = [local.events_queue_arn]
+
+      principals {
+        type        = "AWS"
+        identifiers = statement.value
+      }
+    }
+  }
+
+  # An identity policy of the same account grants sqs:SendMessage without the queue policy, so
+  # the Allow above is not enough: every sender but this module's rules (and the lifecycle hook
+  # roles) is refused explicitly. Negated operators hold when the key is absent, so a caller
+  # without aws:SourceArn (any IAM principal) is denied unless it is one of the hook roles.
+  statement {
+    sid       = "DenyOtherSenders"
+    effect    = "Deny"
+    actions   = ["sqs:SendMessage"]
+    resources = [local.events_queue_arn]
+
+    principals {
+      type        = "*"
+      identifiers = ["*"]
+    }
+
+    condition {
+      test     = "ArnNotEquals"
+      variable = "aws:SourceArn"
+      values   = local.rule_arns
+    }
+
+    dynamic "condition" {
+      for_each = length(var.lifecycle_hook_role_arns) > 0 ? [var.lifecycle_hook_role_arns] : []
+
+      content {
+        test     = "ArnNotEquals"
+        variable = "aws:PrincipalArn"
+        values   = condition.value
+      }
     }
   }
 
@@ -174,7 +227,7 @@ data "aws_iam_policy_document" "events_queue" {
     sid       = "DenyInsecureTransport"
     effect    = "Deny"
     actions   = ["sqs:*"]
-    resources = [aws_sqs_queue.events.arn]
+    resources = [local.events_queue_arn]
 
     principals {
       type        = "*"

@@ -43,6 +43,11 @@ output "role_name" {
   value       = one(aws_iam_role.router[*].name)
 }
 
+output "queue_policy_json" {
+  description = "The events queue's resource policy as JSON: who may send to the queue, and so make the router act."
+  value       = data.aws_iam_policy_document.events_queue.json
+}
+
 output "router_policy_json" {
   description = "The router's least-privilege IAM policy as JSON, for attaching to a role of your own when identity_mode is \"none\"."
   value       = data.aws_iam_policy_document.router.json

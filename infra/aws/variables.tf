@@ -140,9 +140,20 @@ variable "enable_asg_lifecycle" {
 }
 
 variable "enable_drill" {
-  description = "Route fire-drill events (source \"eviction-router.drill\") to the queue and allow the router role to publish them with events:PutEvents."
+  description = "Route fire-drill events (source \"eviction-router.drill\") to the queue and allow the router role to publish them with events:PutEvents. Off by default: with it on, any principal allowed events:PutEvents on the bus can make the router drain a Node."
   type        = bool
-  default     = true
+  default     = false
+}
+
+variable "lifecycle_hook_role_arns" {
+  description = "ARNs of the IAM roles that Auto Scaling lifecycle hooks assume to post straight to the queue (their notification target). The queue policy lets these send, besides this module's EventBridge rules, and refuses every other sender."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for arn in var.lifecycle_hook_role_arns : can(regex("^arn:aws[a-z-]*:iam::[0-9]{12}:role/.+$", arn))])
+    error_message = "lifecycle_hook_role_arns must be IAM role ARNs (arn:<partition>:iam::<account>:role/<name>)."
+  }
 }
 
 ################################################################################

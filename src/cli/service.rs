@@ -20,8 +20,15 @@ fn load(path: Option<&Path>) -> Result<Config, u8> {
     })
 }
 
+fn exposed(config: &Config, name: &str) -> Result<(), u8> {
+    config.check_exposure().map_err(|e| {
+        eprintln!("error: invalid configuration in {name}: {e}");
+        EXIT_CONFIG
+    })
+}
+
 pub(super) fn check_config(path: &Path) -> u8 {
-    match load(Some(path)) {
+    match load(Some(path)).and_then(|c| exposed(&c, &path.display().to_string()).map(|()| c)) {
         Ok(config) => {
             let sources: Vec<_> = config.sources.iter().map(|s| s.type_name()).collect();
             println!(
@@ -44,6 +51,12 @@ pub(super) fn run(path: Option<&Path>, listen: Option<std::net::SocketAddr>) -> 
     if let Some(listen) = listen {
         config.server.listen = listen;
     }
+    let name = path
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "the embedded default".into());
+    if let Err(code) = exposed(&config, &name) {
+        return code;
+    }
     telemetry::init(config.log.format, "info");
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -55,7 +68,7 @@ pub(super) fn run(path: Option<&Path>, listen: Option<std::net::SocketAddr>) -> 
             return EXIT_IO;
         }
     };
-    runtime.block_on(async {
+    let code = runtime.block_on(async {
         let shutdown = service::shutdown_on_signals();
         match service::run(config, shutdown).await {
             Ok(()) => EXIT_OK,
@@ -65,5 +78,9 @@ pub(super) fn run(path: Option<&Path>, listen: Option<std::net::SocketAddr>) -> 
                 EXIT_IO
             }
         }
-    })
+    });
+    // Dropping a runtime waits for its blocking tasks (a write to a stdout nobody reads, a DNS
+    // lookup) without limit (tokio's `Runtime` drop); the service is done, so wait a moment only.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    code
 }

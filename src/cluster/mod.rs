@@ -24,11 +24,17 @@ pub mod recovery;
 pub mod replacement;
 pub mod shelter;
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
+use http::{Request, Response};
 use jiff::SignedDuration;
+use kube::client::Body;
 
 use crate::event::Event;
+use crate::health::Health;
 use crate::metrics::Metrics;
 use budget::{Budget, Clients};
 use config::ClusterConfig;
@@ -99,6 +105,74 @@ impl ClusterError {
     }
 }
 
+/// The health component of the API server (`/readyz`: `kubernetes: failing for 12s: cannot
+/// reach the API server https://...: ...`).
+pub const API_COMPONENT: &str = "kubernetes";
+
+/// A `tower::Service` in front of a client that reports each call's result to the API server's
+/// health component: a transport error (refused, reset, timed out), a 5xx or a 401 answer fails
+/// it, any other answer clears it. The Node watch's relists and the Lease renewals call every few
+/// seconds, so an outage shows even while no event arrives.
+#[derive(Clone)]
+struct Observed {
+    inner: Option<kube::Client>,
+    health: Arc<Health>,
+    server: Arc<str>,
+}
+
+impl Observed {
+    fn wrap(&self, client: kube::Client) -> kube::Client {
+        let ns = client.default_namespace().to_owned();
+        kube::Client::new(
+            Observed {
+                inner: Some(client),
+                ..self.clone()
+            },
+            ns,
+        )
+    }
+}
+
+impl tower::Service<Request<Body>> for Observed {
+    type Response = Response<Body>;
+    type Error = kube::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, kube::Error>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        // `kube::Client` buffers its own stack; readiness is checked in `send`.
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<Body>) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move {
+            let Some(inner) = &this.inner else {
+                return Err(kube::Error::Service("no client to send through".into()));
+            };
+            // `Client::send` hands back every answer, whatever its status (kube-client 5,
+            // `client/mod.rs`); statuses become errors later, in `request`.
+            let result = inner.send(request).await;
+            match &result {
+                // A 5xx is the server failing; a 401 is every call failing, for want of valid
+                // credentials. Other answers (403, 404, 409, 429 ...) are about one request.
+                Ok(rsp) if rsp.status().is_server_error() || rsp.status().as_u16() == 401 => {
+                    let status = rsp.status();
+                    this.health.failed(
+                        API_COMPONENT,
+                        &format!("the API server {} answered {status}", this.server),
+                    );
+                }
+                Ok(_) => this.health.ok(API_COMPONENT),
+                Err(e) => this.health.failed(
+                    API_COMPONENT,
+                    &format!("cannot reach the API server {}: {e}", this.server),
+                ),
+            }
+            result
+        })
+    }
+}
+
 /// What the cluster did for an event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Applied {
@@ -146,11 +220,17 @@ impl Cluster {
 
     /// The API clients: in-cluster configuration or the standard kubeconfig resolution, all
     /// sharing one budget of `cluster.api_requests_per_second` (burst `cluster.api_burst`).
-    pub async fn clients(config: &ClusterConfig) -> Result<Clients, ClusterSetupError> {
+    /// Every call they make tells `health` whether the API server answered: the component
+    /// [`API_COMPONENT`] fails `/readyz` once calls have failed for `grace`.
+    pub async fn clients(
+        config: &ClusterConfig,
+        health: Arc<Health>,
+        grace: std::time::Duration,
+    ) -> Result<Clients, ClusterSetupError> {
         let inferred = kube::Config::infer()
             .await
             .map_err(|e| ClusterSetupError::Config(e.to_string()))?;
-        Cluster::clients_from(inferred, config)
+        Cluster::clients_from(inferred, config, health, grace)
     }
 
     /// The clients of [`Cluster::clients`], from a client configuration already at hand (a
@@ -158,7 +238,15 @@ impl Cluster {
     pub fn clients_from(
         inferred: kube::Config,
         config: &ClusterConfig,
+        health: Arc<Health>,
+        grace: std::time::Duration,
     ) -> Result<Clients, ClusterSetupError> {
+        health.register_with_grace(API_COMPONENT, grace);
+        let observed = Observed {
+            inner: None,
+            health,
+            server: inferred.cluster_url.to_string().into(),
+        };
         // kube 5 turns `default_retry` on: 429, 503 and 504 are retried inside the client
         // (`RetryPolicy::server_retry`, up to 5 times). Fine for Node writes; the drain's
         // client has it off, so that a PodDisruptionBudget's 429 reaches the drain.
@@ -166,7 +254,7 @@ impl Cluster {
         no_retry.default_retry = false;
         let build = |c: kube::Config| {
             kube::client::ClientBuilder::try_from(c)
-                .map(|b| b.build())
+                .map(|b| observed.wrap(b.build()))
                 .map_err(ClusterSetupError::Client)
         };
         Ok(Clients::new(

@@ -125,7 +125,7 @@ fn out_of_range_values_name_their_key() {
 }
 
 #[test]
-fn env_references_expand_and_missing_ones_are_errors_with_a_line() {
+fn env_references_expand_and_missing_ones_are_errors_naming_the_key() {
     let text = "sources:\n  - type: aws_sqs\n    queue_url: ${QUEUE}\n";
     let c = Config::parse(text, env(&[("QUEUE", "https://sqs.example/1/q")])).unwrap();
     let SourceConfig::AwsSqs(sqs) = &c.sources[0] else {
@@ -135,18 +135,141 @@ fn env_references_expand_and_missing_ones_are_errors_with_a_line() {
     let err = parse(text).unwrap_err();
     assert_eq!(
         err.to_string(),
-        "line 3: environment variable `QUEUE` is not set (write `$${` for a literal `${`)"
+        "`sources[0].queue_url`: environment variable `QUEUE` is not set (write `$${` for a literal `${`)"
     );
     assert!(matches!(
-        parse("sources: ${OPEN\n").unwrap_err(),
-        ConfigError::UnclosedEnv { line: 1 }
+        parse("sources:\n  - type: aws_sqs\n    queue_url: ${OPEN\n").unwrap_err(),
+        ConfigError::UnclosedEnv { key } if key == "sources[0].queue_url"
     ));
 }
 
 #[test]
 fn escaped_and_commented_references_are_left_alone() {
-    let out = expand_env("a: $${LITERAL}\n# see ${NOT_SET}\nb: x\n", env(&[])).unwrap();
-    assert_eq!(out, "a: ${LITERAL}\n# see ${NOT_SET}\nb: x\n");
+    let c = Config::parse(
+        "# see ${NOT_SET}\nsources:\n  - type: aws_sqs\n    queue_url: https://q/$${LITERAL}\n",
+        env(&[]),
+    )
+    .unwrap();
+    let SourceConfig::AwsSqs(sqs) = &c.sources[0] else {
+        panic!()
+    };
+    assert_eq!(sqs.queue_url, "https://q/${LITERAL}");
+}
+
+/// A variable's value is text inside the value it replaces: a newline, ` #`, quotes or YAML
+/// syntax in a secret neither end it nor write other keys.
+#[test]
+fn env_values_with_yaml_syntax_stay_inside_their_value() {
+    let text = "sources:\n  - type: azure_event_grid_webhook\n    secret: ${SECRET}\n";
+    for secret in [
+        "0123456789abcdef\n    max_body_bytes: 2048",
+        "0123456789abcdef #not a comment",
+        "0123456789abcdef\"' quoted",
+        "0123456789abcdef: {x: [1]}",
+        "${NOT_EXPANDED_AGAIN}0123456789",
+    ] {
+        let c = Config::parse(text, env(&[("SECRET", secret)])).unwrap();
+        let SourceConfig::AzureEventGridWebhook(w) = &c.sources[0] else {
+            panic!()
+        };
+        assert_eq!(w.secret, secret);
+        assert_eq!(w.max_body_bytes, 1024 * 1024, "{secret:?}");
+    }
+    // Quoted in the file or not, the same.
+    let quoted = "sources:\n  - type: azure_event_grid_webhook\n    secret: \"${SECRET}\"\n";
+    let c = Config::parse(quoted, env(&[("SECRET", "0123456789abcdef #x")])).unwrap();
+    let SourceConfig::AzureEventGridWebhook(w) = &c.sources[0] else {
+        panic!()
+    };
+    assert_eq!(w.secret, "0123456789abcdef #x");
+}
+
+#[test]
+fn a_wrong_type_inside_an_entry_names_its_key() {
+    for (text, key) in [
+        (
+            "sources:\n  - type: aws_sqs\n    queue_url: https://q\n    pollers: many\n",
+            "`sources[0].pollers`",
+        ),
+        (
+            "sources:\n  - type: http_ingest\n  - type: gcp_pubsub\n    subscription: [1]\n",
+            "`sources[1].subscription`",
+        ),
+        (
+            "sources:\n  - type: http_ingest\nsinks:\n  - type: webhook\n    url: http://x\n    headers: {a: [1]}\n",
+            "`sinks[0].headers.a`",
+        ),
+        (
+            "sources:\n  - type: http_ingest\nrouter:\n  concurrency: -1\n",
+            "`router.concurrency`",
+        ),
+        (
+            "sources:\n  - type: http_ingest\nsinks:\n  - type: stdout\n    url: x\n",
+            "`sinks[0]`",
+        ),
+        ("sources:\n  - queue_url: x\n", "`sources[0]`"),
+    ] {
+        let err = parse(text).unwrap_err().to_string();
+        assert!(err.starts_with(key), "{text}: {err}");
+    }
+    let err = parse("sources:\n  - type: kafka\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("unknown variant `kafka`"), "{err}");
+}
+
+/// Values large enough to panic or overflow in `run` are refused by `check-config`.
+#[test]
+fn values_run_could_not_honour_are_refused() {
+    for (text, key) in [
+        (
+            "router:\n  queue_capacity: 18446744073709551615\n",
+            "`router.queue_capacity`",
+        ),
+        (
+            "router:\n  concurrency: 4611686018427387904\n",
+            "`router.concurrency`",
+        ),
+        (
+            "router:\n  dedupe_capacity: 18446744073709551615\n",
+            "`router.dedupe_capacity`",
+        ),
+        (
+            "router:\n  shutdown_grace_seconds: 18446744073709551615\n",
+            "`router.shutdown_grace_seconds`",
+        ),
+        (
+            "router:\n  message_timeout_seconds: 18446744073709551615\n",
+            "`router.message_timeout_seconds`",
+        ),
+        (
+            "router:\n  max_events_per_message: 0\n",
+            "`router.max_events_per_message`",
+        ),
+        (
+            "cluster:\n  maintenance_lead_seconds: 18446744073709551615\n",
+            "`cluster.maintenance_lead_seconds`",
+        ),
+        (
+            "cluster:\n  replacement_timeout_seconds: 18446744073709551615\n",
+            "`cluster.replacement_timeout_seconds`",
+        ),
+        (
+            "cluster:\n  drain_margin_seconds: 18446744073709551615\n",
+            "`cluster.drain_margin_seconds`",
+        ),
+        (
+            "sinks:\n  - type: webhook\n    url: http://x\n    queue_capacity: 18446744073709551615\n",
+            "`sinks[0].queue_capacity`",
+        ),
+        (
+            "sinks:\n  - type: webhook\n    url: http://x\n    timeout_seconds: 18446744073709551615\n",
+            "`sinks[0].timeout_seconds`",
+        ),
+    ] {
+        let err = parse(&format!("sources:\n  - type: http_ingest\n{text}")).unwrap_err();
+        assert!(err.to_string().starts_with(key), "{text}: {err}");
+    }
 }
 
 #[test]
@@ -231,4 +354,67 @@ fn cluster_settings_are_checked_and_name_their_key() {
     assert_eq!(c.cluster.api_requests_per_second, 0);
     let err = parse("sources:\n  - type: http_ingest\ncluster:\n  api_burts: 3\n").unwrap_err();
     assert!(err.to_string().contains("api_burts"), "{err}");
+}
+
+#[test]
+fn server_bounds_are_checked_and_name_their_key() {
+    let c = parse("sources:\n  - type: http_ingest\n").unwrap();
+    assert_eq!(
+        (
+            c.server.max_connections,
+            c.server.header_read_timeout_seconds,
+            c.server.body_read_timeout_seconds,
+            c.server.idle_timeout_seconds
+        ),
+        (512, 10, 30, 60)
+    );
+    for (text, key) in [
+        (
+            "server:\n  max_connections: 0\n",
+            "`server.max_connections`",
+        ),
+        (
+            "server:\n  header_read_timeout_seconds: 0\n",
+            "`server.header_read_timeout_seconds`",
+        ),
+        (
+            "server:\n  body_read_timeout_seconds: 99999\n",
+            "`server.body_read_timeout_seconds`",
+        ),
+        (
+            "server:\n  idle_timeout_seconds: 0\n",
+            "`server.idle_timeout_seconds`",
+        ),
+    ] {
+        let err = parse(&format!("sources:\n  - type: http_ingest\n{text}")).unwrap_err();
+        assert!(err.to_string().starts_with(key), "{text}: {err}");
+    }
+}
+
+#[test]
+fn ingest_beyond_loopback_needs_a_token_of_16_characters_or_more() {
+    let open = parse("sources:\n  - type: http_ingest\nserver:\n  listen: 0.0.0.0:8080\n").unwrap();
+    let err = open.check_exposure().unwrap_err();
+    assert!(err.to_string().starts_with("`sources[0].token`"), "{err}");
+    let local =
+        parse("sources:\n  - type: http_ingest\nserver:\n  listen: 127.0.0.1:8080\n").unwrap();
+    assert!(local.check_exposure().is_ok());
+    let local6 =
+        parse("sources:\n  - type: http_ingest\nserver:\n  listen: '[::1]:8080'\n").unwrap();
+    assert!(local6.check_exposure().is_ok());
+    let with_token = Config::parse(
+        "sources:\n  - type: http_ingest\n    token: ${T}\nserver:\n  listen: 0.0.0.0:8080\n",
+        env(&[("T", "0123456789abcdef")]),
+    )
+    .unwrap();
+    assert!(with_token.check_exposure().is_ok());
+    assert!(
+        !format!("{with_token:?}").contains("0123456789abcdef"),
+        "the token is not printed"
+    );
+    let err = parse("sources:\n  - type: http_ingest\n    token: short\n").unwrap_err();
+    assert!(err.to_string().starts_with("`sources[0].token`"), "{err}");
+    let err = parse("sources:\n  - type: http_ingest\n    token: 'has a space in it, sadly'\n")
+        .unwrap_err();
+    assert!(err.to_string().starts_with("`sources[0].token`"), "{err}");
 }

@@ -16,6 +16,10 @@ use crate::event::{Event, Provider};
 /// The largest message body a normaliser accepts. SQS caps messages at 256 KiB and Event Grid
 /// events at 1 MiB; anything larger is not a cloud signal.
 pub const MAX_MESSAGE_BYTES: usize = 1024 * 1024;
+/// The most events one message becomes by default (`router.max_events_per_message`). One 1 MiB
+/// Azure scheduled event can name some 96,000 VMs, an AWS Health event some 26,000 instances;
+/// no real notice covers more than a pool.
+pub const DEFAULT_MAX_EVENTS: usize = 1000;
 /// The marker of an `inject` fire drill: the EventBridge source (AWS), the Event Grid `topic` or
 /// CloudEvents `source` (Azure), the LogEntry label key set to `"true"` (GCP). Drill events are
 /// normalised like the real ones and carry `details.drill = true`.
@@ -28,6 +32,31 @@ pub struct Parsed {
     pub events: Vec<Event>,
     /// What the message held that is valid but not actionable.
     pub ignored: Vec<Ignored>,
+    /// Events the message named beyond the cap on events per message: not built, counted.
+    pub dropped: usize,
+    /// Elements of a batch (an Event Grid array) that are malformed; the others were read.
+    pub invalid: Vec<Invalid>,
+}
+
+/// A malformed element of a batch whose other elements are valid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid {
+    /// Its position in the batch, from 0.
+    pub index: usize,
+    /// [`ParseError::kind`].
+    pub kind: &'static str,
+    /// What is wrong with it.
+    pub error: String,
+}
+
+impl Invalid {
+    fn of(index: usize, e: &ParseError) -> Invalid {
+        Invalid {
+            index,
+            kind: e.kind(),
+            error: e.to_string(),
+        }
+    }
 }
 
 impl Parsed {
@@ -35,25 +64,36 @@ impl Parsed {
     pub fn event(event: Event) -> Self {
         Parsed {
             events: vec![event],
-            ignored: Vec::new(),
+            ..Parsed::default()
         }
     }
 
     /// Nothing actionable, for one reason.
     pub fn ignored(reason: IgnoreReason, detail: impl Into<String>) -> Self {
         Parsed {
-            events: Vec::new(),
             ignored: vec![Ignored {
                 reason,
                 detail: detail.into(),
             }],
+            ..Parsed::default()
         }
     }
 
-    /// Appends another parse's events and ignored entries (for batches).
+    /// Appends another parse's events, ignored entries and counts (for batches).
     pub fn extend(&mut self, other: Parsed) {
         self.events.extend(other.events);
         self.ignored.extend(other.ignored);
+        self.dropped += other.dropped;
+        self.invalid.extend(other.invalid);
+    }
+
+    /// The events of a message that named `events` of which at most `limit` are built.
+    pub(crate) fn capped(events: Vec<Event>, named: usize) -> Parsed {
+        Parsed {
+            dropped: named - events.len(),
+            events,
+            ..Parsed::default()
+        }
     }
 }
 
@@ -190,14 +230,25 @@ impl ParseError {
     }
 }
 
-/// Normalises one message body from `provider`.
+/// Normalises one message body from `provider`, into at most [`DEFAULT_MAX_EVENTS`] events.
 ///
 /// Rejects empty and oversized bodies before parsing. Never panics, whatever the bytes.
 pub fn normalize(provider: Provider, body: &[u8]) -> Result<Parsed, ParseError> {
+    normalize_with(provider, body, DEFAULT_MAX_EVENTS)
+}
+
+/// [`normalize`] into at most `max_events` events: a message that names more instances has
+/// only the first `max_events` built, the rest counted in [`Parsed::dropped`], so that one
+/// message cannot cost memory and log lines by the hundred thousand.
+pub fn normalize_with(
+    provider: Provider,
+    body: &[u8],
+    max_events: usize,
+) -> Result<Parsed, ParseError> {
     check_size(body)?;
     match provider {
-        Provider::Aws => aws::payload::parse(body),
-        Provider::Azure => azure::payload::parse(body),
+        Provider::Aws => aws::payload::parse_with(body, max_events),
+        Provider::Azure => azure::payload::parse_with(body, max_events),
         Provider::Gcp => gcp::payload::parse(body),
     }
 }

@@ -20,6 +20,8 @@ pub struct RouterConfig {
     pub message_timeout_seconds: u64,
     /// On SIGTERM, how long in-flight messages may take before they are released.
     pub shutdown_grace_seconds: u64,
+    /// The most events one message becomes; the rest are counted, not acted on.
+    pub max_events_per_message: usize,
 }
 
 impl Default for RouterConfig {
@@ -31,22 +33,36 @@ impl Default for RouterConfig {
             dedupe_capacity: 100_000,
             message_timeout_seconds: 90,
             shutdown_grace_seconds: 20,
+            max_events_per_message: crate::providers::DEFAULT_MAX_EVENTS,
         }
     }
 }
 
 impl RouterConfig {
-    /// Checks the values that must not be zero; on error, the offending key (relative to
-    /// `router`) and what is wrong.
+    /// Checks the ranges: none may be zero, and none so large that `run` could not honour it
+    /// (a semaphore or a channel of that size panics in tokio; a deadline that far overflows);
+    /// on error, the offending key (relative to `router`) and what is wrong.
     pub fn validate(&self) -> Result<(), (&'static str, &'static str)> {
-        if self.concurrency == 0 {
-            return Err(("concurrency", "must be at least 1"));
+        if !(1..=10_000).contains(&self.concurrency) {
+            return Err(("concurrency", "must be 1 to 10000"));
         }
-        if self.queue_capacity == 0 {
-            return Err(("queue_capacity", "must be at least 1"));
+        if !(1..=1_000_000).contains(&self.queue_capacity) {
+            return Err(("queue_capacity", "must be 1 to 1000000"));
         }
-        if self.message_timeout_seconds == 0 {
-            return Err(("message_timeout_seconds", "must be at least 1"));
+        if !(1..=86_400).contains(&self.message_timeout_seconds) {
+            return Err(("message_timeout_seconds", "must be 1 to 86400"));
+        }
+        if self.dedupe_window_seconds > 7 * 86_400 {
+            return Err(("dedupe_window_seconds", "must be at most 604800 (7 days)"));
+        }
+        if !(1..=10_000_000).contains(&self.dedupe_capacity) {
+            return Err(("dedupe_capacity", "must be 1 to 10000000"));
+        }
+        if self.shutdown_grace_seconds > 3_600 {
+            return Err(("shutdown_grace_seconds", "must be at most 3600"));
+        }
+        if !(1..=100_000).contains(&self.max_events_per_message) {
+            return Err(("max_events_per_message", "must be 1 to 100000"));
         }
         Ok(())
     }

@@ -5,14 +5,25 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-/// One stream sink.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+/// One stream sink, chosen by its `type`.
+#[derive(Debug, Clone)]
 pub enum SinkConfig {
     /// One JSON line per event on standard output.
     Stdout,
     /// CloudEvents (structured mode) POSTed to a URL.
     Webhook(WebhookSinkConfig),
+}
+
+impl<'de> Deserialize<'de> for SinkConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use crate::config::tagged;
+        let (ty, body) = tagged::split::<D>(d, &["stdout", "webhook"])?;
+        if ty == "stdout" {
+            tagged::empty::<D>(body)?;
+            return Ok(SinkConfig::Stdout);
+        }
+        Ok(SinkConfig::Webhook(tagged::inner::<D, _>(body)?))
+    }
 }
 
 impl SinkConfig {
@@ -44,9 +55,12 @@ pub struct WebhookSinkConfig {
     /// File holding the HMAC-SHA256 signing key (a mounted Secret).
     #[serde(default)]
     pub secret_file: Option<PathBuf>,
-    /// Header carrying `sha256=<hex HMAC of the body>`.
+    /// Header carrying `v1=<hex HMAC of "<timestamp>.<body>">`.
     #[serde(default = "defaults::signature_header")]
     pub signature_header: String,
+    /// Header carrying the Unix time (seconds) the signature covers.
+    #[serde(default = "defaults::timestamp_header")]
+    pub timestamp_header: String,
     /// Per-attempt timeout.
     #[serde(default = "defaults::webhook_timeout_seconds")]
     pub timeout_seconds: u64,
@@ -76,11 +90,37 @@ impl WebhookSinkConfig {
                 "set secret_env or secret_file, not both",
             ));
         }
+        for (key, name) in [
+            ("signature_header", &self.signature_header),
+            ("timestamp_header", &self.timestamp_header),
+        ] {
+            if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                return Err(invalid(key, "is not a valid HTTP header name"));
+            }
+        }
+        if self
+            .signature_header
+            .eq_ignore_ascii_case(&self.timestamp_header)
+        {
+            return Err(invalid(
+                "timestamp_header",
+                "must differ from signature_header",
+            ));
+        }
         if self.max_attempts == 0 {
             return Err(invalid("max_attempts", "must be at least 1"));
         }
-        if self.queue_capacity == 0 {
-            return Err(invalid("queue_capacity", "must be at least 1"));
+        if !(1..=1_000_000).contains(&self.queue_capacity) {
+            return Err(invalid("queue_capacity", "must be 1 to 1000000"));
+        }
+        if !(1..=300).contains(&self.timeout_seconds) {
+            return Err(invalid("timeout_seconds", "must be 1 to 300"));
+        }
+        if self.max_attempts > 100 {
+            return Err(invalid("max_attempts", "must be 1 to 100"));
+        }
+        if self.initial_backoff_ms > 60_000 {
+            return Err(invalid("initial_backoff_ms", "must be at most 60000"));
         }
         for (name, value) in &self.headers {
             if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err()
@@ -99,6 +139,9 @@ impl WebhookSinkConfig {
 mod defaults {
     pub fn signature_header() -> String {
         "X-Eviction-Router-Signature".into()
+    }
+    pub fn timestamp_header() -> String {
+        "X-Eviction-Router-Timestamp".into()
     }
     pub fn webhook_timeout_seconds() -> u64 {
         5

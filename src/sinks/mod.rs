@@ -73,10 +73,9 @@ impl Sinks {
         Ok(())
     }
 
-    /// Stops the webhook tasks after they delivered what they hold, or `grace` passed.
-    pub async fn close(self, grace: std::time::Duration) {
-        for webhook in self.webhooks {
-            webhook.close(grace).await;
-        }
+    /// Stops the webhook tasks after they delivered what they hold, or `grace` passed; what is
+    /// left then is logged and counted as dropped.
+    pub async fn close(&self, grace: std::time::Duration) {
+        futures::future::join_all(self.webhooks.iter().map(|w| w.close(grace))).await;
     }
 }

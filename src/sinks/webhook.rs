@@ -2,8 +2,11 @@
 //! (`Content-Type: application/cloudevents+json`), signed with HMAC-SHA256 when a key is set,
 //! retried with exponential backoff and jitter.
 //!
-//! A consumer verifies the signature header, `sha256=<hex>`, as the HMAC-SHA256 of the raw
-//! request body under the shared key.
+//! Signing follows Stripe's and Slack's webhooks: each attempt carries its Unix time in the
+//! timestamp header (`X-Eviction-Router-Timestamp: 1764590400`) and, in the signature header,
+//! `v1=<hex HMAC-SHA256 of "<timestamp>.<raw body>">` under the shared key. A consumer recomputes
+//! the HMAC, compares in constant time, and refuses a timestamp more than a few minutes from its
+//! clock, so a captured delivery cannot be replayed later ([`verify`]; decision record 0009).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +17,7 @@ use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use sha2::Sha256;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use super::SinkError;
 use super::config::WebhookSinkConfig;
@@ -24,13 +28,81 @@ pub const CONTENT_TYPE_CLOUDEVENTS: &str = "application/cloudevents+json; charse
 /// Longest wait between attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
-/// `sha256=<hex HMAC-SHA256 of body under key>`.
-pub fn signature(key: &[u8], body: &[u8]) -> String {
+/// The shortest signing key accepted, in bytes.
+pub const MIN_KEY_BYTES: usize = 16;
+/// How far a delivery's timestamp may be from the verifier's clock ([`verify`]'s default).
+pub const TOLERANCE: Duration = Duration::from_secs(300);
+
+fn mac(key: &[u8], timestamp: i64, body: &[u8]) -> Hmac<Sha256> {
     // HMAC accepts keys of any length.
     let mut mac =
         <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes keys of any length");
+    mac.update(timestamp.to_string().as_bytes());
+    mac.update(b".");
     mac.update(body);
-    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+    mac
+}
+
+/// `v1=<hex HMAC-SHA256 of "<timestamp>.<body>" under key>`.
+pub fn signature(key: &[u8], timestamp: i64, body: &[u8]) -> String {
+    format!(
+        "v1={}",
+        hex::encode(mac(key, timestamp, body).finalize().into_bytes())
+    )
+}
+
+/// Why a delivery does not verify.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VerifyError {
+    /// The timestamp header is missing or not a number of seconds.
+    #[error("the timestamp is missing or not Unix seconds")]
+    BadTimestamp,
+    /// The timestamp is further than the tolerance from now: a replay, or a clock off.
+    #[error("the timestamp is {0} s away from now")]
+    Stale(u64),
+    /// No `v1=` signature, or not hex.
+    #[error("the signature header holds no v1 signature")]
+    BadSignature,
+    /// The signature is not the body's.
+    #[error("the signature does not match")]
+    Mismatch,
+}
+
+/// Verifies a delivery as a consumer should: `timestamp` and `signature` are the two header
+/// values, `body` the raw request body, `now` the consumer's Unix time.
+pub fn verify(
+    key: &[u8],
+    timestamp: &str,
+    signature: &str,
+    body: &[u8],
+    now: i64,
+    tolerance: Duration,
+) -> Result<(), VerifyError> {
+    let ts: i64 = timestamp
+        .trim()
+        .parse()
+        .map_err(|_| VerifyError::BadTimestamp)?;
+    let skew = now.abs_diff(ts);
+    if skew > tolerance.as_secs() {
+        return Err(VerifyError::Stale(skew));
+    }
+    // Several comma-separated signatures may come during a key rotation; one must match.
+    let mut any = false;
+    for sig in signature
+        .split(',')
+        .filter_map(|s| s.trim().strip_prefix("v1="))
+    {
+        let sig = hex::decode(sig).map_err(|_| VerifyError::BadSignature)?;
+        any = true;
+        if mac(key, ts, body).verify_slice(&sig).is_ok() {
+            return Ok(());
+        }
+    }
+    Err(if any {
+        VerifyError::Mismatch
+    } else {
+        VerifyError::BadSignature
+    })
 }
 
 /// The delay before attempt `attempt` (1-based; attempt 1 has none): `initial · 2^(n-2)`,
@@ -56,7 +128,9 @@ pub struct WebhookSink {
     url: String,
     required: bool,
     tx: mpsc::Sender<Job>,
-    task: JoinHandle<()>,
+    /// Cancelled by [`WebhookSink::close`]: no new events, deliver what is queued.
+    closing: CancellationToken,
+    task: std::sync::Mutex<Option<JoinHandle<()>>>,
     metrics: Arc<Metrics>,
 }
 
@@ -74,6 +148,7 @@ struct Deliverer {
     headers: HeaderMap,
     key: Option<Vec<u8>>,
     signature_header: HeaderName,
+    timestamp_header: HeaderName,
     max_attempts: u32,
     initial_backoff: Duration,
     metrics: Arc<Metrics>,
@@ -110,6 +185,19 @@ impl WebhookSink {
             ),
             (None, None) => None,
         };
+        if let Some(key) = &key
+            && key.len() < MIN_KEY_BYTES
+        {
+            let which = if config.secret_env.is_some() {
+                "secret_env"
+            } else {
+                "secret_file"
+            };
+            return Err(SinkError::Setup(format!(
+                "the signing key ({which}) is {} bytes; it must be at least {MIN_KEY_BYTES}",
+                key.len()
+            )));
+        }
         let mut headers = HeaderMap::new();
         for (name, value) in &config.headers {
             let name = HeaderName::from_bytes(name.as_bytes())
@@ -124,6 +212,8 @@ impl WebhookSink {
         );
         let signature_header = HeaderName::from_bytes(config.signature_header.as_bytes())
             .map_err(|e| SinkError::Setup(format!("signature_header: {e}")))?;
+        let timestamp_header = HeaderName::from_bytes(config.timestamp_header.as_bytes())
+            .map_err(|e| SinkError::Setup(format!("timestamp_header: {e}")))?;
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(config.timeout_seconds))
             .user_agent(concat!("eviction-router/", env!("CARGO_PKG_VERSION")))
@@ -135,17 +225,20 @@ impl WebhookSink {
             headers,
             key,
             signature_header,
+            timestamp_header,
             max_attempts: config.max_attempts,
             initial_backoff: Duration::from_millis(config.initial_backoff_ms),
             metrics: metrics.clone(),
         };
         let (tx, rx) = mpsc::channel(config.queue_capacity);
-        let task = tokio::spawn(deliverer.run(rx));
+        let closing = CancellationToken::new();
+        let task = tokio::spawn(deliverer.run(rx, closing.clone()));
         Ok(WebhookSink {
             url: config.url.clone(),
             required: config.required,
             tx,
-            task,
+            closing,
+            task: std::sync::Mutex::new(Some(task)),
             metrics,
         })
     }
@@ -180,38 +273,70 @@ impl WebhookSink {
         Ok(())
     }
 
-    /// Lets the task deliver what it holds, for at most `grace`.
-    pub async fn close(self, grace: Duration) {
-        drop(self.tx);
-        let mut task = self.task;
+    /// Stops taking events and lets the task deliver what it holds, for at most `grace` (each
+    /// event gets no retry after the close); what is still queued then is dropped, logged and
+    /// counted. Callable through a shared reference, so the sinks are flushed whoever else
+    /// still holds the router.
+    pub async fn close(&self, grace: Duration) {
+        self.closing.cancel();
+        let task = self.task.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let Some(mut task) = task else {
+            return;
+        };
         if tokio::time::timeout(grace, &mut task).await.is_err() {
-            tracing::warn!(url = %self.url, "The webhook sink did not finish within the grace period.");
+            // Queued jobs and the one being delivered.
+            let left = self.tx.max_capacity() - self.tx.capacity() + 1;
             task.abort();
+            self.metrics
+                .sink_undelivered_at_shutdown("webhook", &self.url, left);
         }
     }
 }
 
 impl Deliverer {
-    async fn run(self, mut rx: mpsc::Receiver<Job>) {
-        while let Some(job) = rx.recv().await {
-            let result = self.deliver(&job.body).await;
+    async fn run(self, mut rx: mpsc::Receiver<Job>, closing: CancellationToken) {
+        let mut closed = false;
+        loop {
+            let job = tokio::select! {
+                biased;
+                _ = closing.cancelled(), if !closed => {
+                    // No new jobs; the queued ones are still received.
+                    rx.close();
+                    closed = true;
+                    continue;
+                }
+                job = rx.recv() => job,
+            };
+            let Some(job) = job else { break };
+            let result = self.deliver(&job.body, &closing).await;
             if let Some(done) = job.done {
                 let _ = done.send(result);
             }
         }
     }
 
-    async fn deliver(&self, body: &Bytes) -> Result<(), String> {
+    async fn deliver(&self, body: &Bytes, closing: &CancellationToken) -> Result<(), String> {
         let mut last = String::new();
         for attempt in 1..=self.max_attempts {
-            tokio::time::sleep(backoff(self.initial_backoff, attempt)).await;
+            // Once the sink closes, an event gets no further retry.
+            if attempt > 1 && closing.is_cancelled() {
+                break;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(backoff(self.initial_backoff, attempt)) => {}
+                _ = closing.cancelled() => {}
+            }
             let mut request = self
                 .client
                 .post(&self.url)
                 .headers(self.headers.clone())
                 .body(body.clone());
             if let Some(key) = &self.key {
-                request = request.header(self.signature_header.clone(), signature(key, body));
+                // Signed per attempt: the timestamp is when this attempt was sent.
+                let now = jiff::Timestamp::now().as_second();
+                request = request
+                    .header(self.timestamp_header.clone(), now.to_string())
+                    .header(self.signature_header.clone(), signature(key, now, body));
             }
             match request.send().await {
                 Ok(response) if response.status().is_success() => {
@@ -242,13 +367,96 @@ mod tests {
     use super::*;
 
     #[test]
-    fn signature_is_hex_hmac_sha256_of_the_body() {
-        // RFC 4231 test case 2.
-        let sig = signature(b"Jefe", b"what do ya want for nothing?");
+    fn the_signature_is_hex_hmac_sha256_of_timestamp_dot_body() {
+        // RFC 4231 test case 2, with the message split as "<timestamp>.<body>".
+        let sig = signature(b"Jefe", 1234, b"what do ya want for nothing?");
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(b"Jefe").unwrap();
+        mac.update(b"1234.what do ya want for nothing?");
         assert_eq!(
             sig,
-            "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+            format!("v1={}", hex::encode(mac.finalize().into_bytes()))
         );
+        assert_ne!(
+            sig,
+            signature(b"Jefe", 1235, b"what do ya want for nothing?")
+        );
+    }
+
+    #[test]
+    fn verification_refuses_replays_tampering_and_other_keys() {
+        let key = b"0123456789abcdef0123";
+        let body = br#"{"id":"e-1"}"#;
+        let t = 1_764_590_400;
+        let sig = signature(key, t, body);
+        assert_eq!(
+            verify(key, "1764590400", &sig, body, t + 10, TOLERANCE),
+            Ok(())
+        );
+        // The same delivery, replayed ten minutes later.
+        assert_eq!(
+            verify(key, "1764590400", &sig, body, t + 600, TOLERANCE),
+            Err(VerifyError::Stale(600))
+        );
+        // A new timestamp on the old signature.
+        assert_eq!(
+            verify(key, "1764591000", &sig, body, t + 600, TOLERANCE),
+            Err(VerifyError::Mismatch)
+        );
+        assert_eq!(
+            verify(key, "1764590400", &sig, b"{}", t, TOLERANCE),
+            Err(VerifyError::Mismatch)
+        );
+        assert_eq!(
+            verify(
+                b"another key of 16+",
+                "1764590400",
+                &sig,
+                body,
+                t,
+                TOLERANCE
+            ),
+            Err(VerifyError::Mismatch)
+        );
+        assert_eq!(
+            verify(key, "yesterday", &sig, body, t, TOLERANCE),
+            Err(VerifyError::BadTimestamp)
+        );
+        assert_eq!(
+            verify(key, "1764590400", "sha256=00", body, t, TOLERANCE),
+            Err(VerifyError::BadSignature)
+        );
+        let rotated = format!("v1=00ff,{sig}");
+        assert_eq!(
+            verify(key, "1764590400", &rotated, body, t, TOLERANCE),
+            Ok(())
+        );
+    }
+
+    #[tokio::test]
+    async fn an_empty_or_short_key_is_refused() {
+        let metrics = Arc::new(Metrics::new());
+        let dir = std::env::temp_dir().join(format!("er-key-{}", fastrand::u64(..)));
+        std::fs::create_dir_all(&dir).unwrap();
+        for (content, ok) in [
+            ("", false),
+            ("\n", false),
+            ("short-key\n", false),
+            ("0123456789abcdef\n", true),
+        ] {
+            let path = dir.join("key");
+            std::fs::write(&path, content).unwrap();
+            let config: WebhookSinkConfig = serde_norway::from_str(&format!(
+                "url: http://127.0.0.1:9/hook\nsecret_file: {}\n",
+                path.display()
+            ))
+            .unwrap();
+            let started = WebhookSink::start(&config, metrics.clone());
+            assert_eq!(started.is_ok(), ok, "{content:?}");
+            if let Err(e) = started {
+                assert!(e.to_string().contains("at least 16"), "{e}");
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -9,6 +9,12 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+/// The longest a source takes, after the grace period, to give back the messages it still holds
+/// (SQS visibility 0, Service Bus abandon, Pub/Sub nack and the acknowledgements to flush). A
+/// queue that cannot be reached then gets its messages back when their visibility or lock
+/// lapses.
+pub const RELEASE_TAIL: Duration = Duration::from_secs(5);
+
 /// Shutdown of a queue source whose receive loops each return the settle tasks of the messages
 /// they still hold: waits up to `grace` for those to settle, then cancels `release` (each task
 /// gives its message back to the queue) and waits for that.
@@ -27,7 +33,8 @@ pub async fn settle_in_flight(
     settle_within(settling, grace, release, queue).await;
 }
 
-/// Waits up to `grace` for `settling`, then cancels `release` and waits for the rest.
+/// Waits up to `grace` for `settling`, then cancels `release` and waits for the rest, at most
+/// [`RELEASE_TAIL`].
 pub async fn settle_within(
     mut settling: JoinSet<()>,
     grace: Duration,
@@ -42,7 +49,15 @@ pub async fn settle_within(
             "In-flight messages did not finish within the grace period; giving them back to the queue."
         );
         release.cancel();
-        while settling.join_next().await.is_some() {}
+        let released = async { while settling.join_next().await.is_some() {} };
+        if tokio::time::timeout(RELEASE_TAIL, released).await.is_err() {
+            tracing::warn!(
+                queue,
+                left = settling.len(),
+                "Could not give every message back in time; the queue redelivers them when their hold lapses."
+            );
+            settling.abort_all();
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used)] // Test code: a panic is the failure report.
 
+mod chart;
 mod cli;
 mod golden;
 mod props;

@@ -475,3 +475,115 @@ async fn a_full_queue_answers_429_with_retry_after() {
     assert_eq!(receiver.count(), 3);
     assert_eq!(router.terminate(), Some(0));
 }
+
+/// A batch with a malformed element among valid ones (decision record 0009): the valid events
+/// are acted on and printed, the malformed one is counted, and the answer is 400 so that Event
+/// Grid dead-letters the delivery instead of retrying it (with its default of one event per
+/// delivery, exactly the bad event). Redelivered, the valid ones are duplicates.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_mixed_batch_acts_on_the_valid_events_and_answers_400() {
+    let config = format!(
+        "sources:\n  - type: azure_event_grid_webhook\n    secret: \"{SECRET}\"\n\
+         cluster:\n  mode: dry_run\n  leader_election:\n    enabled: false\nlog:\n  format: json\n"
+    );
+    let router = Router::start(&config, &[]).await;
+    let preempt: Value =
+        serde_json::from_str(&fixture("azure/scheduled-event-preempt.eventgrid.json")).unwrap();
+    let annotated: Value =
+        serde_json::from_str(&fixture("azure/health-preempted.eventgrid.json")).unwrap();
+    let mut broken = preempt.clone();
+    broken["id"] = Value::String("e2e-broken".into());
+    broken["eventTime"] = Value::String("not a time".into());
+    let batch = Value::Array(vec![preempt, Value::from(42), broken, annotated]).to_string();
+    let answer = post(&router, batch).await;
+    assert_eq!(answer.status, 400, "{answer:?}");
+    assert_eq!(answer.json(), serde_json::json!({"outcome": "poison"}));
+    let mut ids = Vec::new();
+    while let Some(event) = router.next_event(Duration::from_secs(2)) {
+        ids.push(event["id"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(ids.len(), 2, "both valid events are printed: {ids:?}");
+    assert!(ids[0].starts_with("7c1d5d3e-"), "{ids:?}");
+    assert_eq!(
+        router
+            .metric("eviction_router_events_invalid_total{provider=\"azure\"}")
+            .await,
+        2.0,
+        "each malformed element is counted"
+    );
+    assert_eq!(requests(&router, "poison").await, 1.0);
+    let warned = router
+        .logs()
+        .iter()
+        .filter(|l| l.contains("Rejected malformed elements of a batch"))
+        .count();
+    assert_eq!(warned, 1, "one line for the batch");
+    assert_eq!(router.terminate(), Some(0));
+}
+
+/// A body that breaks off (the client goes away before its `Content-Length`) or has broken
+/// chunked framing is a broken body (400, `broken_body`), not `too_large`.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_broken_body_is_not_counted_as_too_large() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let router = router().await;
+    let addr = router.base.trim_start_matches("http://").to_owned();
+    let head = |extra: &str| {
+        format!("POST /v1/eventgrid?code={SECRET} HTTP/1.1\r\nHost: 127.0.0.1\r\n{extra}\r\n")
+    };
+    // Short body, then the client closes its side.
+    let mut short = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    short
+        .write_all(format!("{}[{{\"id\":", head("Content-Length: 1000\r\n")).as_bytes())
+        .await
+        .unwrap();
+    short.shutdown().await.unwrap();
+    // A chunk size that is not hex.
+    let mut chunked = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    chunked
+        .write_all(
+            format!(
+                "{}zz\r\nnot a chunk\r\n",
+                head("Transfer-Encoding: chunked\r\n")
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    let _ =
+        tokio::time::timeout(Duration::from_secs(10), chunked.read_to_string(&mut answer)).await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    crate::support::eventually(Duration::from_secs(10), "both counted", async || {
+        (requests(&router, "broken_body").await == 2.0).then_some(())
+    })
+    .await;
+    assert_eq!(requests(&router, "too_large").await, 0.0);
+    assert_eq!(router.terminate(), Some(0));
+}
+
+/// A flood of requests with a wrong secret is refused one by one and counted, but logged once
+/// per interval, with the number held back.
+#[tokio::test(flavor = "multi_thread")]
+async fn wrong_secrets_are_counted_but_logged_sparingly() {
+    let router = router().await;
+    for _ in 0..50 {
+        let answer = call(
+            &router.base,
+            reqwest::Method::POST,
+            "?code=guess",
+            &[],
+            "{}",
+        )
+        .await;
+        assert_eq!(answer.status, 401);
+    }
+    assert_eq!(requests(&router, "unauthorized").await, 50.0);
+    let warned = router
+        .logs()
+        .iter()
+        .filter(|l| l.contains("Refused an Event Grid webhook request"))
+        .count();
+    assert_eq!(warned, 1, "one warning for the flood");
+    assert_eq!(router.terminate(), Some(0));
+}

@@ -181,3 +181,72 @@ fn demo_pushes_every_cloud_through_the_router() {
         "{summary}"
     );
 }
+
+/// A webhook sink whose signing key is empty (or too short to be a key) stops `run` at start
+/// instead of signing with it.
+#[test]
+fn an_empty_webhook_signing_key_stops_the_router_at_start() {
+    let dir = TempDir::new();
+    let path = dir.0.join("c.yaml");
+    std::fs::write(
+        &path,
+        "sources:\n  - type: http_ingest\ncluster:\n  mode: dry_run\nsinks:\n  - type: webhook\n    url: http://127.0.0.1:9/hook\n    secret_env: E2E_EMPTY_KEY\nserver:\n  listen: 127.0.0.1:0\n",
+    )
+    .unwrap();
+    for key in ["", "short"] {
+        let out = Command::new(BIN)
+            .args(["run", "--config", path.to_str().unwrap()])
+            .env("E2E_EMPTY_KEY", key)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{key:?}: {stderr}");
+        assert!(stderr.contains("must be at least 16"), "{stderr}");
+    }
+}
+
+/// The largest values `check-config` accepts are ones `run` honours: the router starts, its
+/// workers handle a message, and it stops; one beyond is refused naming its key.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_largest_accepted_values_run() {
+    let config = "sources:\n  - type: http_ingest\n\
+        router:\n  concurrency: 10000\n  queue_capacity: 1000000\n  dedupe_capacity: 10000000\n  \
+        dedupe_window_seconds: 604800\n  message_timeout_seconds: 86400\n  shutdown_grace_seconds: 3600\n  \
+        max_events_per_message: 100000\n\
+        cluster:\n  mode: dry_run\n  leader_election:\n    enabled: false\n  maintenance_lead_seconds: 2592000\n  \
+        replacement_timeout_seconds: 604800\n\
+        sinks:\n  - type: stdout\n  - type: webhook\n    url: http://127.0.0.1:9/hook\n    queue_capacity: 1000000\n    \
+        timeout_seconds: 300\n    max_attempts: 1\n\
+        server:\n  listen: 127.0.0.1:0\n  max_connections: 65536\n  header_read_timeout_seconds: 300\n  body_read_timeout_seconds: 3600\n  \
+        idle_timeout_seconds: 3600\n  readiness_grace_seconds: 86400\n";
+    let out = check_config(config, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let router = Router::start(config, &[]).await;
+    let rsp = reqwest::Client::new()
+        .post(format!("{}/v1/ingest/aws", router.base))
+        .body(fixture("aws/spot-interruption-warning.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rsp.text().await.unwrap(), "{\"outcome\":\"handled\"}\n");
+    assert!(router.next_event(Duration::from_secs(10)).is_some());
+    assert_eq!(router.terminate(), Some(0));
+
+    let out = check_config(
+        &config.replace(
+            "queue_capacity: 1000000\n  dedupe",
+            "queue_capacity: 1000001\n  dedupe",
+        ),
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("`router.queue_capacity`"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -6,7 +6,10 @@
 
 mod cluster;
 mod eventgrid;
+mod fanout;
+mod http;
 mod ingest;
+mod outage;
 mod pubsub;
 mod recovery;
 mod servicebus;

@@ -9,9 +9,8 @@ use std::time::Duration;
 use base64::Engine as _;
 use fake_apiserver::FakeApiServer;
 use serde_json::{Value, json};
-use tokio::net::{TcpListener, TcpStream};
 
-use crate::support::{BIN, Router, eventually, fixture, free_port, kubeconfig_for};
+use crate::support::{BIN, Link, Router, eventually, fixture, free_port, kubeconfig_for};
 
 const PROJECT: &str = "evr-test";
 /// Where the Debian package google-cloud-cli-pubsub-emulator installs the emulator's own script.
@@ -173,56 +172,6 @@ impl Emulator {
 impl Drop for Emulator {
     fn drop(&mut self) {
         self.kill();
-    }
-}
-
-/// A TCP proxy in front of the emulator whose link can be cut: the port stops listening and
-/// open connections close, as when the endpoint becomes unreachable, while the emulator keeps
-/// its messages.
-pub struct Link {
-    pub port: u16,
-    target: u16,
-    serving: Option<tokio::task::JoinHandle<()>>,
-}
-
-impl Link {
-    pub async fn start(target: u16) -> Link {
-        let mut link = Link {
-            port: free_port(),
-            target,
-            serving: None,
-        };
-        link.restore().await;
-        link
-    }
-
-    pub fn cut(&mut self) {
-        if let Some(serving) = self.serving.take() {
-            serving.abort();
-        }
-    }
-
-    pub async fn restore(&mut self) {
-        let listener = TcpListener::bind(("127.0.0.1", self.port)).await.unwrap();
-        let target = self.target;
-        self.serving = Some(tokio::spawn(async move {
-            // Connections live in this task's set: aborting it closes them all.
-            let mut connections = tokio::task::JoinSet::new();
-            while let Ok((mut inbound, _)) = listener.accept().await {
-                connections.spawn(async move {
-                    if let Ok(mut outbound) = TcpStream::connect(("127.0.0.1", target)).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                    }
-                });
-                while connections.try_join_next().is_some() {}
-            }
-        }));
-    }
-}
-
-impl Drop for Link {
-    fn drop(&mut self) {
-        self.cut();
     }
 }
 

@@ -1123,3 +1123,36 @@ async fn inject_reports_a_refused_key_and_a_missing_queue() {
         .collect();
     assert_eq!(sends, vec![401, 410]);
 }
+
+/// Sequence numbers are 64-bit, and partitioned entities carry the partition in the top bits:
+/// messages whose `EnqueuedSequenceNumber` is above 2^31 or above 2^48 are received, handled and
+/// completed (the crate reads that field as an `i32`; the transport drops a value it cannot
+/// hold, see `transport::safe_broker_properties`).
+#[tokio::test(flavor = "multi_thread")]
+async fn messages_with_64_bit_sequence_numbers_are_received_and_completed() {
+    for first in [(1i64 << 31) + 1, (1i64 << 48) + 7] {
+        let (fake, endpoint) = service_bus(QueueSettings {
+            first_sequence_number: first,
+            enqueued_sequence_numbers: true,
+            ..QueueSettings::default()
+        })
+        .await;
+        let router = Router::start(&config(&endpoint, QUEUE, KEY, DRY_RUN), &[]).await;
+        fake.send(
+            QUEUE,
+            fixture("azure/scheduled-event-preempt.eventgrid.json"),
+        );
+        let event = next_event(&router, Duration::from_secs(20)).expect("the event on stdout");
+        assert_eq!(event["data"]["kind"], "interruption");
+        let done = completed(&fake, 1).await;
+        assert_eq!(done[0].sequence_number, first);
+        assert_eq!(
+            router
+                .metric("eviction_router_source_errors_total{provider=\"azure\",stage=\"receive\"}")
+                .await,
+            0.0,
+            "no receive failed"
+        );
+        assert_eq!(router.terminate(), Some(0));
+    }
+}

@@ -155,7 +155,7 @@ async fn a_failing_required_webhook_makes_the_message_redelivered_until_it_is_ac
         receiver.url
     );
     let mut env = moto.env();
-    env.push(("E2E_WEBHOOK_KEY", "s3cr3t-key".into()));
+    env.push(("E2E_WEBHOOK_KEY", "s3cr3t-key-of-e2e-tests".into()));
     let router = Router::start(&config(&queue.url, 2, &sinks), &env).await;
     queue
         .send(&fixture("aws/rebalance-recommendation.json"))
@@ -184,12 +184,16 @@ async fn a_failing_required_webhook_makes_the_message_redelivered_until_it_is_ac
             r.content_type.as_deref(),
             Some("application/cloudevents+json; charset=utf-8")
         );
-        let expected = eviction_router::sinks::webhook::signature(b"s3cr3t-key", &r.body);
-        assert_eq!(
-            r.signature.as_deref(),
-            Some(expected.as_str()),
-            "signature verifies"
+        // Each attempt is signed with its own timestamp, which the signature covers.
+        let verified = eviction_router::sinks::webhook::verify(
+            b"s3cr3t-key-of-e2e-tests",
+            r.timestamp.as_deref().unwrap(),
+            r.signature.as_deref().unwrap(),
+            &r.body,
+            jiff::Timestamp::now().as_second(),
+            eviction_router::sinks::webhook::TOLERANCE,
         );
+        assert_eq!(verified, Ok(()), "signature verifies");
     }
     let event: serde_json::Value = serde_json::from_slice(&seen[0].body).unwrap();
     assert_eq!(event["type"], "eviction-router.rebalance_recommendation.v1");
@@ -406,6 +410,50 @@ async fn a_standby_leaves_the_queue_to_the_leader_and_stays_ready() {
     assert!(
         fake.requests().iter().all(|r| r.status != 403),
         "RBAC refused a call"
+    );
+    assert_eq!(router.terminate(), Some(0));
+}
+
+/// A message whose outcome is retry comes back after `retry_visibility_seconds`, not after the
+/// whole visibility timeout (60 s here): during an outage of a required step, catch-up starts as
+/// soon as the step works again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_retried_message_comes_back_after_the_retry_visibility() {
+    let moto = Moto::start().await;
+    let queue = Queue::create(&moto, "retry-soon").await;
+    let receiver = Receiver::start(vec![503], Duration::ZERO).await;
+    let sinks = format!(
+        "sinks:\n  - type: webhook\n    url: {}\n    required: true\n    max_attempts: 1\n",
+        receiver.url
+    );
+    let config = config(&queue.url, 60, &sinks).replace(
+        "    visibility_timeout_seconds: 60\n",
+        "    visibility_timeout_seconds: 60\n    retry_visibility_seconds: 1\n",
+    );
+    let router = Router::start(&config, &moto.env()).await;
+    queue
+        .send(&fixture("aws/spot-interruption-warning.json"))
+        .await;
+    eventually(Duration::from_secs(20), "the first attempt", async || {
+        (receiver.count() == 1).then_some(())
+    })
+    .await;
+    let refused = std::time::Instant::now();
+    eventually(Duration::from_secs(15), "the redelivery", async || {
+        (receiver.count() == 2).then_some(())
+    })
+    .await;
+    assert!(
+        refused.elapsed() < Duration::from_secs(15),
+        "came back after {:?}",
+        refused.elapsed()
+    );
+    drained(&queue).await;
+    assert_eq!(
+        router
+            .metric("eviction_router_messages_total{provider=\"aws\",outcome=\"handled\"}")
+            .await,
+        1.0
     );
     assert_eq!(router.terminate(), Some(0));
 }

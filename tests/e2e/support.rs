@@ -216,17 +216,45 @@ impl Router {
             .unwrap()
             .write_all(config.as_bytes())
             .unwrap();
-        Router::spawn(&["--config", path.to_str().unwrap()], env, dir).await
+        Router::spawn(&["--config", path.to_str().unwrap()], env, dir, None).await
+    }
+
+    /// [`Router::start`] with the soft and hard `RLIMIT_NOFILE` lowered to `nofile` (through
+    /// the shell's `ulimit -n`, which the router then inherits).
+    pub async fn start_with_nofile(config: &str, env: &[(&str, String)], nofile: u64) -> Router {
+        let dir = TempDir::new();
+        let path = dir.0.join("config.yaml");
+        std::fs::write(&path, config).unwrap();
+        Router::spawn(
+            &["--config", path.to_str().unwrap()],
+            env,
+            dir,
+            Some(nofile),
+        )
+        .await
     }
 
     /// Starts `run` with no configuration: the embedded default.
     pub async fn start_default() -> Router {
-        Router::spawn(&[], &[], TempDir::new()).await
+        Router::spawn(&[], &[], TempDir::new(), None).await
     }
 
-    async fn spawn(args: &[&str], env: &[(&str, String)], dir: TempDir) -> Router {
+    async fn spawn(
+        args: &[&str],
+        env: &[(&str, String)],
+        dir: TempDir,
+        nofile: Option<u64>,
+    ) -> Router {
         let port = free_port();
-        let mut child = Command::new(BIN)
+        let mut command = match nofile {
+            None => Command::new(BIN),
+            Some(n) => {
+                let mut sh = Command::new("sh");
+                sh.args(["-c", &format!("ulimit -n {n} && exec \"$0\" \"$@\""), BIN]);
+                sh
+            }
+        };
+        let mut child = command
             .arg("run")
             .args(args)
             .args(["--listen", &format!("127.0.0.1:{port}")])
@@ -277,6 +305,11 @@ impl Router {
         }
     }
 
+    /// The router's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The log lines (stderr) so far.
     pub fn logs(&self) -> Vec<String> {
         self.logs.lock().unwrap().clone()
@@ -312,6 +345,27 @@ impl Router {
         text.lines()
             .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
             .unwrap_or(0.0)
+    }
+
+    /// Sends SIGTERM and waits at most `limit` for the exit: the exit code and how long it
+    /// took, or `None` if the router still runs (it is killed when dropped).
+    pub fn terminate_within(&mut self, limit: Duration) -> Option<(Option<i32>, Duration)> {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some((status.code(), start.elapsed()));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// Whether the process has exited, and with which code.
+    pub fn exited(&mut self) -> Option<Option<i32>> {
+        self.child.try_wait().ok().flatten().map(|s| s.code())
     }
 
     /// Sends SIGTERM and waits for the exit code.
@@ -376,6 +430,7 @@ pub fn fixture(path: &str) -> String {
 pub struct Received {
     pub body: bytes::Bytes,
     pub signature: Option<String>,
+    pub timestamp: Option<String>,
     pub content_type: Option<String>,
 }
 
@@ -407,6 +462,7 @@ impl Receiver {
                     s.lock().unwrap().push(Received {
                         body,
                         signature: header("x-eviction-router-signature"),
+                        timestamp: header("x-eviction-router-timestamp"),
                         content_type: header("content-type"),
                     });
                     tokio::time::sleep(delay).await;
@@ -459,4 +515,58 @@ pub async fn handle(
             &mut reports,
         )
         .await
+}
+
+/// A TCP proxy on 127.0.0.1 in front of `target` whose link can be cut: the port stops
+/// listening and open connections close, as when the peer becomes unreachable, while the peer
+/// keeps its state.
+pub struct Link {
+    pub port: u16,
+    target: u16,
+    serving: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Link {
+    pub async fn start(target: u16) -> Link {
+        let mut link = Link {
+            port: free_port(),
+            target,
+            serving: None,
+        };
+        link.restore().await;
+        link
+    }
+
+    pub fn cut(&mut self) {
+        if let Some(serving) = self.serving.take() {
+            serving.abort();
+        }
+    }
+
+    pub async fn restore(&mut self) {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port))
+            .await
+            .unwrap();
+        let target = self.target;
+        self.serving = Some(tokio::spawn(async move {
+            // Connections live in this task's set: aborting it closes them all.
+            let mut connections = tokio::task::JoinSet::new();
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                connections.spawn(async move {
+                    if let Ok(mut outbound) =
+                        tokio::net::TcpStream::connect(("127.0.0.1", target)).await
+                    {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                while connections.try_join_next().is_some() {}
+            }
+        }));
+    }
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        self.cut();
+    }
 }

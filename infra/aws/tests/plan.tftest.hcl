@@ -28,8 +28,8 @@ run "irsa_defaults" {
   command = plan
 
   assert {
-    condition     = length(aws_cloudwatch_event_rule.this) == 7 && length(aws_cloudwatch_event_target.this) == 7
-    error_message = "All seven rule groups are enabled by default."
+    condition     = length(aws_cloudwatch_event_rule.this) == 6 && length(aws_cloudwatch_event_target.this) == 6 && !contains(keys(aws_cloudwatch_event_rule.this), "drill")
+    error_message = "Six rule groups are enabled by default; the drill is off."
   }
 
   assert {
@@ -50,11 +50,6 @@ run "irsa_defaults" {
   assert {
     condition     = jsondecode(aws_cloudwatch_event_rule.this["state-change"].event_pattern).detail.state == ["stopping", "stopped", "shutting-down", "terminated"]
     error_message = "State-change rule must match the four terminal states."
-  }
-
-  assert {
-    condition     = jsondecode(aws_cloudwatch_event_rule.this["drill"].event_pattern) == { source = ["eviction-router.drill"] }
-    error_message = "Drill rule must match the drill source only."
   }
 
   assert {
@@ -90,13 +85,90 @@ run "router_policy" {
   command = plan
 
   assert {
-    condition     = [for s in jsondecode(output.router_policy_json).Statement : s.Sid] == ["ConsumeEventQueue", "PublishFireDrillEvents"]
-    error_message = "Default policy: consume the queue and publish drill events, nothing else."
+    condition     = [for s in jsondecode(output.router_policy_json).Statement : s.Sid] == ["ConsumeEventQueue"]
+    error_message = "Default policy: consume the queue, nothing else (the drill is off)."
   }
 
   assert {
     condition     = jsondecode(output.router_policy_json).Statement[0].Resource == "arn:aws:sqs:eu-west-1:111122223333:eviction-router-events"
     error_message = "Queue permissions must be scoped to the events queue."
+  }
+}
+
+run "queue_policy_admits_only_the_rules" {
+  command = plan
+
+  assert {
+    condition     = [for s in jsondecode(output.queue_policy_json).Statement : s.Sid] == ["AllowEventBridgeRules", "DenyOtherSenders", "DenyInsecureTransport"]
+    error_message = "The queue admits the module's rules, denies every other sender, and requires TLS."
+  }
+
+  assert {
+    condition     = toset(jsondecode(output.queue_policy_json).Statement[0].Condition.ArnEquals["aws:SourceArn"]) == toset([for k in ["asg-lifecycle", "capacity-reservation", "health-scheduled", "rebalance", "spot-interruption", "state-change"] : "arn:aws:events:eu-west-1:111122223333:rule/eviction-router-${k}"])
+    error_message = "Only this module's rules (on the default bus) may send."
+  }
+
+  assert {
+    condition = (
+      jsondecode(output.queue_policy_json).Statement[1].Effect == "Deny" &&
+      jsondecode(output.queue_policy_json).Statement[1].Principal == "*" &&
+      jsondecode(output.queue_policy_json).Statement[1].Action == "sqs:SendMessage" &&
+      toset(jsondecode(output.queue_policy_json).Statement[1].Condition.ArnNotEquals["aws:SourceArn"]) == toset(jsondecode(output.queue_policy_json).Statement[0].Condition.ArnEquals["aws:SourceArn"]) &&
+      !contains(keys(jsondecode(output.queue_policy_json).Statement[1].Condition.ArnNotEquals), "aws:PrincipalArn")
+    )
+    error_message = "Every sender that is not one of the rules is denied, same-account principals included."
+  }
+
+  assert {
+    condition     = [for s in aws_cloudwatch_event_rule.this : s.name if s.name == "eviction-router-drill"] == []
+    error_message = "No drill rule by default."
+  }
+}
+
+run "lifecycle_hook_roles_may_send" {
+  command = plan
+
+  variables {
+    lifecycle_hook_role_arns = ["arn:aws:iam::111122223333:role/asg-hook"]
+    event_bus_name           = "platform-events"
+  }
+
+  assert {
+    condition     = [for s in jsondecode(output.queue_policy_json).Statement : s.Sid] == ["AllowEventBridgeRules", "AllowLifecycleHookRoles", "DenyOtherSenders", "DenyInsecureTransport"]
+    error_message = "The hook roles are allowed besides the rules."
+  }
+
+  assert {
+    condition     = jsondecode(output.queue_policy_json).Statement[1].Principal.AWS == "arn:aws:iam::111122223333:role/asg-hook"
+    error_message = "The Allow names the hook role."
+  }
+
+  assert {
+    condition     = jsondecode(output.queue_policy_json).Statement[2].Condition.ArnNotEquals["aws:PrincipalArn"] == "arn:aws:iam::111122223333:role/asg-hook"
+    error_message = "The hook role is exempt from the Deny."
+  }
+
+  assert {
+    condition     = contains(jsondecode(output.queue_policy_json).Statement[0].Condition.ArnEquals["aws:SourceArn"], "arn:aws:events:eu-west-1:111122223333:rule/platform-events/eviction-router-spot-interruption")
+    error_message = "Rules on another bus have rule/<bus>/<name> ARNs."
+  }
+}
+
+run "drill_when_enabled" {
+  command = plan
+
+  variables {
+    enable_drill = true
+  }
+
+  assert {
+    condition     = jsondecode(aws_cloudwatch_event_rule.this["drill"].event_pattern) == { source = ["eviction-router.drill"] }
+    error_message = "Drill rule must match the drill source only."
+  }
+
+  assert {
+    condition     = [for s in jsondecode(output.router_policy_json).Statement : s.Sid] == ["ConsumeEventQueue", "PublishFireDrillEvents"]
+    error_message = "With the drill: consume the queue and publish drill events, nothing else."
   }
 
   assert {

@@ -159,6 +159,11 @@ struct Envelope<'a> {
 
 /// Normalises one SQS message body.
 pub fn parse(bytes: &[u8]) -> Result<Parsed, ParseError> {
+    parse_with(bytes, crate::providers::DEFAULT_MAX_EVENTS)
+}
+
+/// [`parse`] into at most `max_events` events (an AWS Health event names many instances).
+pub fn parse_with(bytes: &[u8], max_events: usize) -> Result<Parsed, ParseError> {
     let body: Body<'_> = wire::from_slice(bytes)?;
     if body.detail_type.is_none()
         && (body.lifecycle_transition.is_some() || body.asg_event.is_some())
@@ -183,7 +188,7 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed, ParseError> {
         }
         ("aws.ec2", REBALANCE) => ec2(&envelope, detail, Kind::RebalanceRecommendation)?,
         ("aws.ec2", STATE_CHANGE) => ec2(&envelope, detail, Kind::Termination)?,
-        ("aws.health", HEALTH) => health(&envelope, detail)?,
+        ("aws.health", HEALTH) => health(&envelope, detail, max_events)?,
         ("aws.autoscaling", ASG_TERMINATE) => asg_in_envelope(&envelope, detail)?,
         (source, detail_type) => {
             return Ok(Parsed::ignored(
@@ -250,7 +255,11 @@ fn instance_action(value: &str) -> Result<Action, ParseError> {
 }
 
 /// AWS Health scheduled changes for EC2: one event per affected instance.
-fn health(env: &Envelope<'_>, detail: Box<Detail<'_>>) -> Result<Parsed, ParseError> {
+fn health(
+    env: &Envelope<'_>,
+    detail: Box<Detail<'_>>,
+    max_events: usize,
+) -> Result<Parsed, ParseError> {
     let service = detail.service.as_deref().unwrap_or_default();
     let category = detail.event_type_category.as_deref().unwrap_or_default();
     if service != "EC2" || category != "scheduledChange" {
@@ -301,8 +310,10 @@ fn health(env: &Envelope<'_>, detail: Box<Detail<'_>>) -> Result<Parsed, ParseEr
     insert_opt(&mut details, "event_type_code", &detail.event_type_code);
     insert_opt(&mut details, "status_code", &detail.status_code);
     let zone = owned(&detail.availability_zone);
+    let named = instances.len();
     let events = instances
         .into_iter()
+        .take(max_events)
         .map(|instance_id| {
             let mut data = event_for(env, Kind::ScheduledMaintenance, instance_id, zone.clone());
             data.status = status;
@@ -314,10 +325,7 @@ fn health(env: &Envelope<'_>, detail: Box<Detail<'_>>) -> Result<Parsed, ParseEr
             Event::new(wire::concat(&[&env.id, "/", instance_id]), data)
         })
         .collect();
-    Ok(Parsed {
-        events,
-        ignored: Vec::new(),
-    })
+    Ok(Parsed::capped(events, named))
 }
 
 /// What a Health event type code says will happen to the instance, where it says so.
@@ -528,5 +536,28 @@ mod tests {
         let parsed = parse(body).unwrap();
         assert!(parsed.events.is_empty());
         assert_eq!(parsed.ignored[0].reason, IgnoreReason::NotActionable);
+    }
+
+    #[test]
+    fn a_health_event_naming_26k_instances_becomes_the_cap_and_a_count() {
+        let entities: Vec<String> = (0..26_201u64)
+            .map(|i| format!(r#"{{"entityValue":"i-{i:017x}"}}"#))
+            .collect();
+        let body = format!(
+            r#"{{"id":"h","detail-type":"AWS Health Event","source":"aws.health","time":"2026-11-20T08:00:00Z",
+            "region":"eu-central-1","resources":[],"detail":{{"service":"EC2","eventTypeCategory":"scheduledChange",
+            "eventTypeCode":"AWS_EC2_INSTANCE_REBOOT_MAINTENANCE_SCHEDULED","startTime":"2026-11-26T02:00:00Z",
+            "affectedEntities":[{}]}}}}"#,
+            entities.join(",")
+        );
+        assert!(
+            body.len() <= crate::providers::MAX_MESSAGE_BYTES,
+            "{}",
+            body.len()
+        );
+        let parsed = parse_with(body.as_bytes(), 1000).unwrap();
+        assert_eq!((parsed.events.len(), parsed.dropped), (1000, 25_201));
+        let all = parse_with(body.as_bytes(), 100_000).unwrap();
+        assert_eq!((all.events.len(), all.dropped), (26_201, 0));
     }
 }

@@ -4,7 +4,7 @@
 //! | outcome | call |
 //! |---|---|
 //! | handled, ignored, poison | `DeleteMessage` (batched), poison counted by the router |
-//! | retry | none: the message reappears when its visibility timeout expires |
+//! | retry | `ChangeMessageVisibility` to `retry_visibility_seconds` (doubled per earlier receive, at most the visibility timeout): the message reappears that soon |
 //!
 //! While a message is being handled its visibility is extended every half timeout, so a slow
 //! drain does not let it reappear. Credentials and endpoint come from the standard AWS chain
@@ -100,7 +100,9 @@ impl SqsSource {
         // Every poller returns its in-flight settle tasks once it stops receiving.
         settle_in_flight(pollers, grace, &release, "SQS").await;
         backlog.abort();
-        let _ = deleter.await;
+        let _ = tokio::time::timeout(crate::sources::RELEASE_TAIL, deleter).await;
+        // A standby reports nothing about a queue it does not read.
+        self.health.remove(COMPONENT);
     }
 
     async fn poll_loop(
@@ -120,6 +122,7 @@ impl SqsSource {
                 .wait_time_seconds(self.config.wait_time_seconds)
                 .visibility_timeout(self.config.visibility_timeout_seconds)
                 .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
+                .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
                 .send();
             let output = tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -143,6 +146,11 @@ impl SqsSource {
             };
             let received_at = Timestamp::now();
             for message in output.messages.unwrap_or_default() {
+                let receives = message
+                    .attributes
+                    .as_ref()
+                    .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+                    .and_then(|v| v.parse::<u32>().ok());
                 let (Some(body), Some(receipt)) = (message.body, message.receipt_handle) else {
                     continue;
                 };
@@ -152,9 +160,15 @@ impl SqsSource {
                     received_at,
                     message.message_id,
                 );
+                let delivery = delivery.with_attempt(receives);
                 // Visibility is extended from now on, also while the delivery waits for room
                 // in the router. If the router is gone, the dropped delivery settles as retry.
-                tasks.spawn(self.clone().settle(pending, receipt, in_flight.clone()));
+                tasks.spawn(self.clone().settle(
+                    pending,
+                    receipt,
+                    receives.unwrap_or(1),
+                    in_flight.clone(),
+                ));
                 if tx.send(delivery).await.is_err() {
                     return tasks;
                 }
@@ -164,8 +178,9 @@ impl SqsSource {
         tasks
     }
 
-    /// Waits for the outcome, extending visibility meanwhile, then deletes or leaves the message.
-    async fn settle(self, pending: Pending, receipt: String, in_flight: InFlight) {
+    /// Waits for the outcome, extending visibility meanwhile, then deletes the message, or on
+    /// retry shortens its visibility so that it comes back soon.
+    async fn settle(self, pending: Pending, receipt: String, receives: u32, in_flight: InFlight) {
         let visibility = self.config.visibility_timeout_seconds;
         let every = Duration::from_secs((visibility as u64 / 2).max(1));
         let mut extend = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
@@ -183,6 +198,11 @@ impl SqsSource {
         };
         if outcome.removes_message() {
             let _ = in_flight.delete.send(receipt).await;
+        } else {
+            // Left alone it would come back after a whole (extended) visibility timeout: in an
+            // outage of the API server that is where catch-up time goes.
+            let visibility = self.config.retry_visibility(receives);
+            self.change_visibility(&receipt, visibility, "retry").await;
         }
     }
 
@@ -307,6 +327,24 @@ struct InFlight {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_retried_message_comes_back_sooner_each_time_up_to_the_visibility_timeout() {
+        let config: SqsConfig = serde_norway::from_str(
+            "queue_url: https://q\nvisibility_timeout_seconds: 60\nretry_visibility_seconds: 5\n",
+        )
+        .unwrap();
+        let delays: Vec<i32> = (1..=6).map(|n| config.retry_visibility(n)).collect();
+        assert_eq!(delays, [5, 10, 20, 40, 60, 60]);
+        assert_eq!(config.retry_visibility(0), 5);
+        assert_eq!(config.retry_visibility(u32::MAX), 60);
+        // The default fits a short visibility timeout: it is capped there.
+        let short: SqsConfig =
+            serde_norway::from_str("queue_url: https://q\nvisibility_timeout_seconds: 2\n")
+                .unwrap();
+        assert_eq!(short.validate(), Ok(()));
+        assert_eq!(short.retry_visibility(1), 2);
+    }
 
     #[test]
     fn the_region_comes_from_the_queue_url_when_it_names_one() {

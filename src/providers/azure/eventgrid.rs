@@ -7,9 +7,12 @@
 //! - The validation handshakes: an Event Grid schema `SubscriptionValidationEvent` is answered
 //!   with `{"validationResponse": code}`; the CloudEvents abuse protection `OPTIONS` request
 //!   with `WebHook-Request-Origin` is answered with `WebHook-Allowed-Origin`.
-//! - Status codes Event Grid acts on: 200 handled or ignored; 400 malformed and 413 too large
-//!   (Event Grid does not retry these, it dead-letters them); 503 retry and 429 when the router's
-//!   queue is full (Event Grid retries both with backoff).
+//! - Status codes Event Grid acts on ("Event Grid message delivery and retry": a webhook's 400,
+//!   401, 403 and 413 are not retried but dead-lettered, or dropped without a dead-letter
+//!   destination; other failures are retried with backoff): 200 handled or ignored; 400
+//!   malformed, also a batch with malformed elements once its valid ones were acted on (decision
+//!   record 0009), and a body that broke off; 413 over the size limit; 408 a body that did not
+//!   arrive in time; 503 retry and 429 when the router's queue is full.
 
 use std::sync::Arc;
 
@@ -35,6 +38,7 @@ pub struct EventGrid {
     tx: mpsc::Sender<Delivery>,
     secret: Arc<[u8; 32]>,
     max_body_bytes: usize,
+    body_timeout: std::time::Duration,
     metrics: Arc<Metrics>,
 }
 
@@ -57,12 +61,14 @@ impl EventGrid {
     pub fn new(
         config: &EventGridWebhookConfig,
         tx: mpsc::Sender<Delivery>,
+        body_timeout: std::time::Duration,
         metrics: Arc<Metrics>,
     ) -> EventGrid {
         EventGrid {
             tx,
             secret: Arc::new(Sha256::digest(config.secret.as_bytes()).into()),
             max_body_bytes: config.max_body_bytes,
+            body_timeout,
             metrics,
         }
     }
@@ -108,17 +114,32 @@ pub async fn post(
             .into_response();
     };
     if !grid.authorized(&params, &headers) {
-        return grid.refuse(
+        let mut rsp = grid.refuse(
             "unauthorized",
             StatusCode::UNAUTHORIZED,
             "missing or wrong secret",
         );
+        // The body is not read: the connection cannot carry another request.
+        rsp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return rsp;
     }
-    let body = match axum::body::to_bytes(body, grid.max_body_bytes).await {
+    let body = match crate::server::read_body(
+        &headers,
+        body,
+        grid.max_body_bytes,
+        grid.body_timeout,
+    )
+    .await
+    {
         Ok(b) => b,
-        Err(_) => {
-            let message = format!("the body exceeds {} bytes", grid.max_body_bytes);
-            return grid.refuse("too_large", StatusCode::PAYLOAD_TOO_LARGE, &message);
+        Err(e) => {
+            // 413 only for a body over the limit: Event Grid does not retry it. A body that did
+            // not arrive in time (408) or broke off (400) is counted as what it is.
+            let mut rsp = grid.refuse(e.kind(), e.status(), &e.to_string());
+            rsp.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            return rsp;
         }
     };
     if let Some(code) = super::payload::validation_code(&body) {

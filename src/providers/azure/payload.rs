@@ -129,21 +129,47 @@ struct Properties<'a> {
 
 /// Normalises one Service Bus body or webhook body: a single event or an array of events.
 pub fn parse(bytes: &[u8]) -> Result<Parsed, ParseError> {
-    if wire::is_array(bytes) {
-        let batch: Vec<GridEvent<'_>> = wire::from_slice(bytes)?;
-        if batch.is_empty() {
-            return Ok(Parsed::ignored(
-                IgnoreReason::EmptyBatch,
-                "an empty array of events",
-            ));
+    parse_with(bytes, crate::providers::DEFAULT_MAX_EVENTS)
+}
+
+/// [`parse`] into at most `max_events` events, counted over the whole batch.
+///
+/// In an array, each element is read on its own: a malformed one is listed in
+/// [`Parsed::invalid`] and the others are still normalised (Event Grid gives one answer for a
+/// whole batch; decision record 0009). Only when no element is valid is the body an error (the
+/// first element's), as is a body that is not a JSON array of values at all.
+pub fn parse_with(bytes: &[u8], max_events: usize) -> Result<Parsed, ParseError> {
+    if !wire::is_array(bytes) {
+        return one(wire::from_slice(bytes)?, max_events);
+    }
+    let batch: Vec<&serde_json::value::RawValue> = wire::from_slice(bytes)?;
+    if batch.is_empty() {
+        return Ok(Parsed::ignored(
+            IgnoreReason::EmptyBatch,
+            "an empty array of events",
+        ));
+    }
+    let mut parsed = Parsed::default();
+    let mut first_error = None;
+    let mut valid = 0;
+    for (index, raw) in batch.into_iter().enumerate() {
+        let left = max_events.saturating_sub(parsed.events.len());
+        match wire::from_raw::<GridEvent<'_>>(raw).and_then(|event| one(event, left)) {
+            Ok(element) => {
+                valid += 1;
+                parsed.extend(element);
+            }
+            Err(e) => {
+                parsed
+                    .invalid
+                    .push(crate::providers::Invalid::of(index, &e));
+                first_error.get_or_insert(e);
+            }
         }
-        let mut parsed = Parsed::default();
-        for event in batch {
-            parsed.extend(one(event)?);
-        }
-        Ok(parsed)
-    } else {
-        one(wire::from_slice(bytes)?)
+    }
+    match first_error {
+        Some(e) if valid == 0 => Err(e),
+        _ => Ok(parsed),
     }
 }
 
@@ -163,11 +189,11 @@ pub fn validation_code(bytes: &[u8]) -> Option<String> {
     owned(&event.data?.validation_code)
 }
 
-fn one(event: GridEvent<'_>) -> Result<Parsed, ParseError> {
+fn one(event: GridEvent<'_>, max_events: usize) -> Result<Parsed, ParseError> {
     let drill = [&event.topic, &event.source]
         .iter()
         .any(|f| f.as_deref() == Some(crate::providers::DRILL));
-    let mut parsed = by_type(event)?;
+    let mut parsed = by_type(event, max_events)?;
     if drill {
         for event in &mut parsed.events {
             event.data.details.insert("drill".into(), Value::Bool(true));
@@ -176,13 +202,17 @@ fn one(event: GridEvent<'_>) -> Result<Parsed, ParseError> {
     Ok(parsed)
 }
 
-fn by_type(mut event: GridEvent<'_>) -> Result<Parsed, ParseError> {
+fn by_type(mut event: GridEvent<'_>, max_events: usize) -> Result<Parsed, ParseError> {
     let ty = required(
         "eventType",
         event.event_type.take().or(event.ce_type.take()),
     )?;
     match &*ty {
-        SCHEDULED_EVENT_EMITTED => scheduled_event(event, &ty),
+        SCHEDULED_EVENT_EMITTED => scheduled_event(event, &ty, max_events),
+        RESOURCE_ANNOTATED if max_events == 0 => {
+            // Still read, so that a malformed one is told apart; its one event is over the cap.
+            annotation(event, &ty).map(|p| Parsed::capped(Vec::new(), p.events.len()))
+        }
         RESOURCE_ANNOTATED => annotation(event, &ty),
         SUBSCRIPTION_VALIDATION => Ok(Parsed::ignored(
             IgnoreReason::SubscriptionValidation,
@@ -213,7 +243,11 @@ fn event_time(event: &GridEvent<'_>) -> Result<Timestamp, ParseError> {
 }
 
 /// A VM scheduled event: one normalised event per VM it names.
-fn scheduled_event(mut event: GridEvent<'_>, ty: &str) -> Result<Parsed, ParseError> {
+fn scheduled_event(
+    mut event: GridEvent<'_>,
+    ty: &str,
+    max_events: usize,
+) -> Result<Parsed, ParseError> {
     let info = data_of(&mut event)?;
     let props = info
         .properties
@@ -277,6 +311,7 @@ fn scheduled_event(mut event: GridEvent<'_>, ty: &str) -> Result<Parsed, ParseEr
     let region = owned(&info.location);
     let events = vms
         .iter()
+        .take(max_events)
         .map(|vm| {
             let vm_id = scope.vm_id(vm);
             let mut data =
@@ -294,10 +329,7 @@ fn scheduled_event(mut event: GridEvent<'_>, ty: &str) -> Result<Parsed, ParseEr
             Event::new(wire::concat(&[&id, "/", vm]), data)
         })
         .collect();
-    Ok(Parsed {
-        events,
-        ignored: Vec::new(),
-    })
+    Ok(Parsed::capped(events, vms.len()))
 }
 
 fn scheduled_status(value: &str) -> Result<Status, ParseError> {
@@ -602,5 +634,58 @@ mod tests {
         assert_eq!(validation_code(&arr).as_deref(), Some("ABC"));
         assert_eq!(validation_code(b"[]"), None);
         assert_eq!(validation_code(b"{\"eventType\":\"other\"}"), None);
+    }
+
+    /// A Preempt scheduled event naming `n` VMs of the Uniform scale set `v` (`v_<i>`).
+    fn preempt_naming(n: usize) -> String {
+        let resources: Vec<String> = (0..n).map(|i| format!("\"v_{i}\"")).collect();
+        format!(
+            r#"{{"id":"big","eventType":"{SCHEDULED_EVENT_EMITTED}","eventTime":"2026-11-23T10:00:02Z",
+            "data":{{"resourceInfo":{{"id":"/subscriptions/S/resourceGroups/RG/providers/Microsoft.Compute/virtualMachineScaleSets/v/providers/microsoft.maintenance/scheduledevents/e",
+            "properties":{{"EventType":"Preempt","EventStatus":"Scheduled","NotBefore":"Mon, 23 Nov 2026 10:00:30 GMT","Resources":[{}]}}}}}}}}"#,
+            resources.join(",")
+        )
+    }
+
+    #[test]
+    fn a_scheduled_event_naming_96k_vms_becomes_the_cap_and_a_count() {
+        let body = preempt_naming(96_167);
+        assert!(
+            body.len() <= crate::providers::MAX_MESSAGE_BYTES,
+            "{}",
+            body.len()
+        );
+        let parsed = parse_with(body.as_bytes(), 1000).unwrap();
+        assert_eq!(parsed.events.len(), 1000);
+        assert_eq!(parsed.dropped, 95_167);
+        assert_eq!(parsed.events[999].id, "big/v_999");
+        // The cap counts across a batch.
+        let batch = format!("[{},{}]", preempt_naming(600), preempt_naming(600));
+        let parsed = parse_with(batch.as_bytes(), 1000).unwrap();
+        assert_eq!((parsed.events.len(), parsed.dropped), (1000, 200));
+    }
+
+    #[test]
+    fn a_batch_with_malformed_elements_keeps_the_valid_ones() {
+        let good = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/azure/scheduled-event-preempt.eventgrid.json"
+        ))
+        .unwrap();
+        let wrong_type = r#"{"id": 5, "eventType": ["x"]}"#;
+        let missing = format!(
+            r#"{{"id":"m","eventType":"{SCHEDULED_EVENT_EMITTED}","eventTime":"2026-11-23T10:00:02Z"}}"#
+        );
+        let body = format!("[{good}, {wrong_type}, \"text\", {missing}]");
+        let parsed = parse(body.as_bytes()).unwrap();
+        assert_eq!(parsed.events.len(), 1, "the valid element is read");
+        let invalid: Vec<(usize, &str)> =
+            parsed.invalid.iter().map(|i| (i.index, i.kind)).collect();
+        assert_eq!(invalid, [(1, "shape"), (2, "shape"), (3, "missing_field")]);
+        // No valid element: the body is malformed, as one bad event is.
+        let err = parse(format!("[{wrong_type}]").as_bytes()).unwrap_err();
+        assert_eq!(err.kind(), "shape");
+        // Not an array of values at all: malformed.
+        assert_eq!(parse(b"[{\"id\": ").unwrap_err().kind(), "json");
     }
 }

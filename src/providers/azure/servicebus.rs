@@ -82,6 +82,8 @@ impl ServiceBusSource {
         }
         drop(tx);
         settle_in_flight(receivers, grace, &release, "Service Bus").await;
+        // A standby reports nothing about a queue it does not read.
+        self.health.remove(COMPONENT);
     }
 
     async fn receive_loop(

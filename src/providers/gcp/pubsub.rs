@@ -275,14 +275,16 @@ impl PubSubSource {
         settle_within(settling, grace, &release, "Pub/Sub").await;
         // Send the pending acks and nacks before the process exits.
         retire(&mut retiring, stream.take());
-        if tokio::time::timeout(grace, async {
+        if tokio::time::timeout(crate::sources::RELEASE_TAIL, async {
             while retiring.join_next().await.is_some() {}
         })
         .await
         .is_err()
         {
-            tracing::warn!("Pub/Sub acknowledgements were not flushed within the grace period.");
+            tracing::warn!("Pub/Sub acknowledgements were not flushed in time.");
         }
+        // A standby reports nothing about a subscription it does not read.
+        self.health.remove(COMPONENT);
     }
 
     /// Checks the subscription every `health_check_seconds`; a failure marks the source not

@@ -37,6 +37,8 @@ struct Lock {
 pub(crate) struct Message {
     pub(crate) id: String,
     pub(crate) sequence_number: i64,
+    /// `EnqueuedSequenceNumber`: 0, or the sequence number ([`QueueSettings`]).
+    pub(crate) enqueued_sequence_number: i64,
     pub(crate) body: Vec<u8>,
     pub(crate) content_type: Option<String>,
     pub(crate) enqueued_at: SystemTime,
@@ -204,11 +206,11 @@ impl Broker {
                 self.queues.insert(
                     key(name),
                     Queue {
-                        settings,
                         main: BTreeMap::new(),
                         dead: BTreeMap::new(),
                         completed: Vec::new(),
-                        next_sequence_number: 1,
+                        next_sequence_number: settings.first_sequence_number,
+                        settings,
                     },
                 );
             }
@@ -240,6 +242,11 @@ impl Broker {
             Message {
                 id: id.clone(),
                 sequence_number,
+                enqueued_sequence_number: if queue.settings.enqueued_sequence_numbers {
+                    sequence_number
+                } else {
+                    0
+                },
                 body: new.body,
                 content_type: new.content_type,
                 enqueued_at: SystemTime::now(),
@@ -424,6 +431,7 @@ mod tests {
             QueueSettings {
                 lock_duration,
                 max_delivery_count,
+                ..QueueSettings::default()
             },
         );
         broker

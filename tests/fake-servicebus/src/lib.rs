@@ -20,7 +20,7 @@
 //! Faked: peek-lock long polling (woken at once by a send, an unlock or a lock that
 //! runs out), lock tokens and `LockedUntilUtc` enforced by the clock, `DeliveryCount`,
 //! dead-lettering with `MaxDeliveryCountExceeded`, the `BrokerProperties` and `Location`
-//! headers, SAS signature, expiry and audience checks, and the statuses of the reference pages
+//! headers (with 64-bit sequence numbers on request, [`QueueSettings::first_sequence_number`]), SAS signature, expiry and audience checks, and the statuses of the reference pages
 //! (an unknown queue is 410 Gone for every operation, sends included, as each page lists; an
 //! unknown or expired lock is 404). Fault injection ([`FakeServiceBus::fail_next`]) answers any
 //! status before all of that.
@@ -66,6 +66,14 @@ pub struct QueueSettings {
     pub lock_duration: Duration,
     /// Deliveries after which an abandoned or expired message is dead-lettered.
     pub max_delivery_count: u32,
+    /// The sequence number of the first message sent (1 by default). A sequence number is "a
+    /// unique 64-bit integer ... For partitioned entities, the topmost 16 bits reflect the
+    /// partition identifier" ("Message sequencing and timestamps"), so values above 2^48 are
+    /// normal there.
+    pub first_sequence_number: i64,
+    /// Report each message's sequence number as `EnqueuedSequenceNumber` in `BrokerProperties`,
+    /// as 64-bit values may come; by default it is 0, as in the reference page's example.
+    pub enqueued_sequence_numbers: bool,
 }
 
 impl Default for QueueSettings {
@@ -77,6 +85,8 @@ impl Default for QueueSettings {
         QueueSettings {
             lock_duration: Duration::from_secs(60),
             max_delivery_count: 10,
+            first_sequence_number: 1,
+            enqueued_sequence_numbers: false,
         }
     }
 }

@@ -371,12 +371,16 @@ async fn peek_lock(
 /// `{"DeliveryCount":1,"EnqueuedSequenceNumber":0,"EnqueuedTimeUtc":"Wed, 02 Jul 2014 01:32:27 GMT",
 /// "Label":"M1","LockToken":"7da9cfd5-...","LockedUntilUtc":"Wed, 02 Jul 2014 01:33:27 GMT",
 /// "MessageId":"31907572164743c38741631acd554d6f","SequenceNumber":2,"State":"Active","TimeToLive":10}`.
-/// `EnqueuedSequenceNumber` is 0 there as here. Dead-lettered messages report `State` "Active"
-/// too (not confirmed).
+/// `EnqueuedSequenceNumber` is 0 there as here, unless the queue reports the 64-bit sequence
+/// numbers there (`QueueSettings::enqueued_sequence_numbers`). Dead-lettered messages report
+/// `State` "Active" too (not confirmed).
 fn broker_properties(message: &Message, lock: Option<(&str, SystemTime)>) -> String {
     let mut properties = message.properties.clone();
     properties.insert("DeliveryCount".into(), message.delivery_count.into());
-    properties.insert("EnqueuedSequenceNumber".into(), 0.into());
+    properties.insert(
+        "EnqueuedSequenceNumber".into(),
+        message.enqueued_sequence_number.into(),
+    );
     properties.insert(
         "EnqueuedTimeUtc".into(),
         http_date(message.enqueued_at).into(),

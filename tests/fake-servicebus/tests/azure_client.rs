@@ -157,3 +157,32 @@ fn the_reference_example_parses_with_the_client_type() {
     assert_eq!(parsed.locked_until_utc.unix_timestamp(), 1_404_264_807);
     assert_eq!(parsed.sequence_number, 2);
 }
+
+/// Pins the crate's decoding that the product's transport works around: 0.21 reads
+/// `BrokerProperties.EnqueuedSequenceNumber` as an `i32` (`service_bus/mod.rs`, `struct
+/// BrokerProperties`), so a 64-bit value fails the whole peek-lock, while `SequenceNumber` (an
+/// `i64`) above 2^48 is read. A message is then locked and never handed out.
+#[tokio::test]
+async fn the_crate_fails_a_receive_whose_enqueued_sequence_number_exceeds_i32() {
+    for (first, enqueued, ok) in [
+        (1i64 << 48, false, true),
+        ((1i64 << 31) + 5, true, false),
+        ((1i64 << 48) + 5, true, false),
+    ] {
+        let h = harness(QueueSettings {
+            first_sequence_number: first,
+            enqueued_sequence_numbers: enqueued,
+            ..QueueSettings::default()
+        })
+        .await;
+        h.bus.send(QUEUE, "x");
+        let queue = client(h.addr, KEY);
+        let received = queue.peek_lock_message2(Some(Duration::from_secs(1))).await;
+        assert_eq!(received.is_ok(), ok, "first {first}, enqueued {enqueued}");
+        if let Ok(locked) = received {
+            let properties = locked.broker_properties().expect("BrokerProperties parsed");
+            assert_eq!(properties.sequence_number, first);
+        }
+        assert_eq!(h.bus.active(QUEUE)[0].sequence_number, first);
+    }
+}

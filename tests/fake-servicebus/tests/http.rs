@@ -13,6 +13,7 @@ fn settings(lock_secs: u64, max_delivery_count: u32) -> QueueSettings {
     QueueSettings {
         lock_duration: Duration::from_secs(lock_secs),
         max_delivery_count,
+        ..QueueSettings::default()
     }
 }
 

@@ -95,9 +95,16 @@ Checks that the schema cannot express across keys. Included once, from the Confi
 {{- if and .Values.cluster.failback.enabled (not .Values.cluster.makeBeforeBreak.enabled) }}
 {{- fail "cluster.failback.enabled needs cluster.makeBeforeBreak.enabled: failback makes the Spot room with a placeholder before it evicts" }}
 {{- end }}
-{{- if ge (int .Values.router.shutdownGraceSeconds) (int .Values.terminationGracePeriodSeconds) }}
-{{- fail "router.shutdownGraceSeconds must be shorter than terminationGracePeriodSeconds, or the kubelet kills the router before it has finished" }}
+{{- if lt (int .Values.terminationGracePeriodSeconds) (add (int .Values.router.shutdownGraceSeconds) 10) }}
+{{- fail "terminationGracePeriodSeconds must be at least router.shutdownGraceSeconds + 10: the router takes up to the grace plus 5 s to stop, and the kubelet kills it at terminationGracePeriodSeconds" }}
 {{- end }}
+{{- end }}
+
+{{/*
+Name of the Secret holding the ingest token: the one named, or the one the chart creates.
+*/}}
+{{- define "eviction-router.ingestTokenSecret" -}}
+{{- default (printf "%s-ingest" (include "eviction-router.fullname" .)) .Values.httpIngest.tokenSecret.name }}
 {{- end }}
 
 {{/*
@@ -128,6 +135,7 @@ sources:
 {{- end }}
 {{- if .Values.httpIngest.enabled }}
   - type: http_ingest
+    token: "${EVICTION_ROUTER_INGEST_TOKEN}"
 {{- end }}
 {{- if .Values.webhook.enabled }}
   - type: azure_event_grid_webhook

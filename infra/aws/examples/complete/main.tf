@@ -28,7 +28,9 @@ module "eviction_router" {
   enable_state_change              = true
   enable_health_events             = true
   enable_asg_lifecycle             = true
-  enable_drill                     = true
+  # The fire drill lets anyone allowed events:PutEvents on the bus make the router drain a
+  # Node; turn it on where that is wanted (a staging account, say).
+  enable_drill = var.enable_drill
 
   tags = var.tags
 }

@@ -21,6 +21,12 @@ variable "event_bus_name" {
   default     = "default"
 }
 
+variable "enable_drill" {
+  description = "Route `eviction-router inject` fire drills to the queue (and let the router role publish them)."
+  type        = bool
+  default     = false
+}
+
 variable "identity_mode" {
   description = "\"irsa\", \"pod_identity\" or \"none\"."
   type        = string

@@ -1,7 +1,8 @@
 //! The HTTP client `azure_messaging_servicebus` sends every request through: reqwest with the
 //! process's rustls, an optional base URL that replaces `https://<namespace>.servicebus.windows.net`
 //! (private endpoints, local test servers), and, with workload identity, a Microsoft Entra bearer
-//! token in place of the SAS header the crate always signs.
+//! token in place of the SAS header the crate always signs. It also makes the `BrokerProperties`
+//! header safe for the crate's decoding ([`safe_broker_properties`]).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -98,9 +99,13 @@ impl azure_core::HttpClient for Transport {
             .iter()
             .filter_map(|(k, v)| {
                 let v = v.to_str().ok()?;
+                let v = match k.as_str() {
+                    "brokerproperties" => safe_broker_properties(v).unwrap_or_else(|| v.to_owned()),
+                    _ => v.to_owned(),
+                };
                 Some((
                     HeaderName::from(k.as_str().to_owned()),
-                    HeaderValue::from(v.to_owned()),
+                    HeaderValue::from(v),
                 ))
             })
             .collect();
@@ -114,6 +119,28 @@ impl azure_core::HttpClient for Transport {
             Box::pin(futures::stream::iter([Ok(body)])),
         ))
     }
+}
+
+/// `BrokerProperties` as the crate can decode it, or `None` when it can already (the header is
+/// then handed over untouched).
+///
+/// `azure_messaging_servicebus` 0.21 declares `EnqueuedSequenceNumber` as `Option<i32>`
+/// (`service_bus/mod.rs`, `struct BrokerProperties`) and turns a failed decode into an error of
+/// the whole peek-lock, while Service Bus sequence numbers are 64-bit ("a unique 64-bit integer
+/// ... For partitioned entities, the topmost 16 bits reflect the partition identifier", "Message
+/// sequencing and timestamps"). One value above 2^31 would fail every receive of its queue, the
+/// message staying locked until its lock lapsed, again and again. The router does not read the
+/// field, so a value out of `i32` range is dropped (the crate then reads `None`); everything
+/// else is kept.
+pub fn safe_broker_properties(value: &str) -> Option<String> {
+    let mut properties: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(value).ok()?;
+    let enqueued = properties.get("EnqueuedSequenceNumber")?;
+    if enqueued.as_i64().is_some_and(|n| i32::try_from(n).is_ok()) {
+        return None;
+    }
+    properties.remove("EnqueuedSequenceNumber");
+    Some(serde_json::Value::Object(properties).to_string())
 }
 
 /// Why the transport could not be built.
@@ -315,6 +342,37 @@ mod tests {
         let t = Transport::new(None, None, Duration::from_secs(1)).unwrap();
         assert_eq!(t.rewrite(&url), url);
         assert!(Transport::new(Some("not a url"), None, Duration::from_secs(1)).is_err());
+    }
+
+    #[test]
+    fn an_enqueued_sequence_number_beyond_i32_is_dropped_and_the_rest_kept() {
+        let header = |n: &str| {
+            format!(
+                r#"{{"DeliveryCount":1,"EnqueuedSequenceNumber":{n},"EnqueuedTimeUtc":"Wed, 02 Jul 2014 01:32:27 GMT","LockToken":"7da9cfd5-40d5-4bb1-8d64-ec5a52e1c547","LockedUntilUtc":"Wed, 02 Jul 2014 01:33:27 GMT","MessageId":"m","SequenceNumber":281474976710661,"State":"Active","TimeToLive":10}}"#
+            )
+        };
+        for n in [
+            "2147483648",
+            "281474976710661",
+            "-2147483649",
+            "18446744073709551615",
+        ] {
+            let safe = safe_broker_properties(&header(n)).expect("rewritten");
+            let v: serde_json::Value = serde_json::from_str(&safe).unwrap();
+            assert!(v.get("EnqueuedSequenceNumber").is_none(), "{n}: {safe}");
+            assert_eq!(v["SequenceNumber"], 281_474_976_710_661_i64);
+            assert_eq!(v["LockToken"], "7da9cfd5-40d5-4bb1-8d64-ec5a52e1c547");
+            // What the crate decodes it into.
+            let props: azure_messaging_servicebus::service_bus::BrokerProperties =
+                safe.parse().expect("the crate decodes it");
+            assert_eq!(props.enqueued_sequence_number, None);
+            assert_eq!(props.sequence_number, 281_474_976_710_661);
+        }
+        for n in ["0", "2147483647", "-5"] {
+            assert_eq!(safe_broker_properties(&header(n)), None, "{n} fits");
+        }
+        assert_eq!(safe_broker_properties(r#"{"DeliveryCount":1}"#), None);
+        assert_eq!(safe_broker_properties("not json"), None);
     }
 
     #[test]
