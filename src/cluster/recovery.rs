@@ -244,7 +244,14 @@ impl Recovery {
     /// Watches the pods of `namespace` until nothing there is waited for.
     async fn watch(self: Arc<Self>, namespace: String) {
         let api: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
-        let stream = watcher(api, watcher::Config::default().any_semantic());
+        // Only Running pods can end a wait, and the initial list is read 100 pods a page (the
+        // watcher's default is 500): a namespace of thousands of pods costs a small page at a
+        // time, not a large one, while capacity is being lost. Not `any_semantic()`: a list at
+        // resourceVersion "0" is served whole from the API server's cache, `limit` ignored.
+        let config = watcher::Config::default()
+            .fields("status.phase=Running")
+            .page_size(100);
+        let stream = watcher(api, config);
         let mut stream = std::pin::pin!(stream);
         let mut tick = tokio::time::interval(Duration::from_secs(5));
         loop {
