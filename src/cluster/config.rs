@@ -46,6 +46,10 @@ pub struct ClusterConfig {
     pub shelter: ShelterConfig,
     /// Moving pods from on-demand back to Spot when Spot returns (off by default).
     pub failback: super::failback::FailbackConfig,
+    /// What to do with Nodes Karpenter manages: `act` as on any Node, `observe` (record,
+    /// stream and measure, but leave the taint, cordon and drain to Karpenter), or `auto`: act
+    /// until Karpenter is seen acting on an interruption itself, then observe.
+    pub karpenter: KarpenterMode,
     /// The router's own namespace (placeholders, the Lease). Not read from the file: the
     /// `POD_NAMESPACE` environment variable (the chart sets it from the downward API) when
     /// `None`, else `default`.
@@ -71,6 +75,7 @@ impl Default for ClusterConfig {
             make_before_break: MakeBeforeBreakConfig::default(),
             shelter: ShelterConfig::default(),
             failback: super::failback::FailbackConfig::default(),
+            karpenter: KarpenterMode::default(),
             namespace: None,
         }
     }
@@ -159,6 +164,20 @@ impl ClusterConfig {
 
 fn secs(s: u64) -> SignedDuration {
     SignedDuration::from_secs(i64::try_from(s).unwrap_or(i64::MAX))
+}
+
+/// `cluster.karpenter`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KarpenterMode {
+    /// Act until Karpenter is seen acting on an interruption (its `karpenter.sh/disrupted`
+    /// taint, or the Node being deleted, within a minute of the notice), then observe.
+    #[default]
+    Auto,
+    /// Record, stream and measure; never taint, cordon or drain a Karpenter Node.
+    Observe,
+    /// Act on Karpenter Nodes as on any other.
+    Act,
 }
 
 /// `cluster.mode`.

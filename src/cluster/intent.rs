@@ -130,6 +130,8 @@ pub struct NodeView {
     pub annotations: BTreeMap<String, String>,
     /// Its pool, instance type, zone and capacity type.
     pub placement: Placement,
+    /// Whether it is being deleted (`metadata.deletionTimestamp`).
+    pub deleting: bool,
 }
 
 fn ours(key: &str) -> bool {
@@ -158,6 +160,7 @@ impl NodeView {
             labels: pick(&meta.labels),
             annotations: pick(&meta.annotations),
             placement: Placement::default(),
+            deleting: meta.deletion_timestamp.is_some(),
         }
     }
 
@@ -167,6 +170,13 @@ impl NodeView {
         if let Some(labels) = &node.metadata.labels {
             view.placement = Placement::of(labels, pool_labels);
         }
+        let claimed = node
+            .metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .any(|o| o.kind == "NodeClaim" && o.api_version.starts_with("karpenter.sh/"));
+        view.placement.karpenter |= claimed;
         view.placement.provider = node
             .spec
             .as_ref()

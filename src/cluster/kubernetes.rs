@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, watch};
 use super::budget::Clients;
 use super::cache::{self, NodeCache};
 use super::capacity::Capacity;
-use super::config::{ClusterConfig, ShelterConfig};
+use super::config::{ClusterConfig, KarpenterMode, ShelterConfig};
 use super::drain::Drainer;
 use super::events::{Events, node_ref};
 use super::failback::{Failback, Notices};
@@ -34,6 +34,8 @@ use super::{Applied, ClusterError, Emitted};
 use crate::event::{Event, Kind};
 use crate::metrics::Metrics;
 
+/// The taint Karpenter's termination controller puts on a Node it is disrupting.
+pub(crate) const KARPENTER_DISRUPTED_TAINT: &str = "karpenter.sh/disrupted";
 /// Field manager of every write.
 pub(crate) const MANAGER: &str = "eviction-router";
 /// Attempts of a write whose resourceVersion precondition fails (409 Conflict).
@@ -62,6 +64,9 @@ pub(crate) struct Ctx {
     pub(crate) notices: Notices,
     /// Replacements waited for (the drain records its end there).
     pub(crate) tracker: Arc<Mutex<Tracker>>,
+    /// `cluster.karpenter`, and whether (in `auto`) Karpenter was seen handling interruptions.
+    pub(crate) karpenter: KarpenterMode,
+    pub(crate) karpenter_acts: std::sync::atomic::AtomicBool,
 }
 
 impl Ctx {
@@ -91,6 +96,59 @@ impl Ctx {
                 tracing::warn!(node = node.name.as_deref().unwrap_or(""), reason, error = %e, "Cannot record a Kubernetes Event.");
             }
         });
+    }
+
+    /// Whether the Node `view` is left to Karpenter: only record, stream and measure.
+    pub(crate) fn observes(&self, view: &NodeView) -> bool {
+        view.placement.karpenter
+            && match self.karpenter {
+                KarpenterMode::Act => false,
+                KarpenterMode::Observe => true,
+                KarpenterMode::Auto => self
+                    .karpenter_acts
+                    .load(std::sync::atomic::Ordering::Relaxed),
+            }
+    }
+
+    /// In `auto`, notices that Karpenter acts on an interruption it was told of too: its
+    /// `karpenter.sh/disrupted` taint, or the Node being deleted, within a minute of the
+    /// notice. From then on Karpenter Nodes are observed, and the operator is told once.
+    pub(crate) fn watch_karpenter(&self, view: &NodeView) {
+        use std::sync::atomic::Ordering;
+        if self.karpenter != KarpenterMode::Auto
+            || !view.placement.karpenter
+            || self.karpenter_acts.load(Ordering::Relaxed)
+        {
+            return;
+        }
+        let acting = view.deleting
+            || view
+                .taints
+                .iter()
+                .any(|t| t.key == KARPENTER_DISRUPTED_TAINT);
+        if !acting {
+            return;
+        }
+        let now = Timestamp::now();
+        let recent = view.intents().into_iter().find(|(k, i)| {
+            matches!(k, Kind::Interruption | Kind::Termination)
+                && i.admitted
+                && now.duration_since(i.event.data.occurred_at) <= SignedDuration::from_mins(1)
+        });
+        let Some((_, intent)) = recent else {
+            return;
+        };
+        if self.karpenter_acts.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        tracing::warn!(node = %view.name, id = %intent.event.id, "Karpenter acts on interruptions itself (its interruption queue is on): from now on Karpenter Nodes are observed, not tainted, cordoned or drained (cluster.karpenter: auto).");
+        self.record_later(
+            view,
+            &intent.event,
+            "KarpenterHandlesInterruptions",
+            plan::EventType::Normal,
+            Some("Karpenter acts on interruptions itself: eviction-router now only observes Karpenter Nodes (cluster.karpenter: auto)".into()),
+        );
     }
 
     /// Remembers a notice of capacity at risk in the Node's pool at `at` (failback waits for
@@ -234,6 +292,8 @@ impl KubeCluster {
             recovery,
             notices: Notices::new(Timestamp::now()),
             tracker: tracker.clone(),
+            karpenter: config.karpenter,
+            karpenter_acts: std::sync::atomic::AtomicBool::new(false),
         });
         let feeds = cache::Feeds {
             changed,
@@ -303,6 +363,26 @@ impl KubeCluster {
         };
         let steps = plan::plan(&event.data, ctx.lead, &ctx.actions);
         let started = Instant::now();
+        if ctx.observes(&view) {
+            // Karpenter taints, cordons and drains its own Nodes: record, stream and measure.
+            let steps: Vec<plan::Step> = steps
+                .into_iter()
+                .filter(|s| matches!(s, plan::Step::RecordEvent { .. }))
+                .collect();
+            for step in &steps {
+                if let plan::Step::RecordEvent { reason, event_type } = step {
+                    ctx.record_later(&view, event, reason, *event_type, None);
+                }
+            }
+            ctx.saw_notice(&view, event, Timestamp::now());
+            self.expect_replacement(&view, event);
+            ctx.metrics.action("observe", "ok", started.elapsed());
+            tracing::info!(node = %view.name, id = %event.id, kind = %event.data.kind, "A Karpenter Node: Karpenter handles it; observing only.");
+            return Ok(Applied::Acted {
+                node: view.name.clone(),
+                steps,
+            });
+        }
         for _ in 0..CONFLICT_ATTEMPTS {
             let admission = intent::admit(&view, event, &steps, Timestamp::now());
             if admission.duplicate {
@@ -339,14 +419,7 @@ impl KubeCluster {
             for (reason, event_type) in admission.record {
                 ctx.record_later(&view, event, reason, event_type, None);
             }
-            if matches!(event.data.kind, Kind::Interruption | Kind::Termination)
-                && let Ok(mut tracker) = self.tracker.lock()
-            {
-                if tracker.expect(&view.name, event, Timestamp::now()) {
-                    tracing::info!(node = %view.name, id = %event.id, "Waiting for the Node's replacement.");
-                }
-                ctx.metrics.replacements_pending(tracker.pending() as i64);
-            }
+            self.expect_replacement(&view, event);
             return Ok(Applied::Acted {
                 node: view.name.clone(),
                 steps,
@@ -356,6 +429,22 @@ impl KubeCluster {
         Err(ClusterError::Conflict {
             attempts: CONFLICT_ATTEMPTS,
         })
+    }
+}
+
+impl KubeCluster {
+    /// Waits for the replacement of the Node `view` lost to `event`, if it is such a loss.
+    fn expect_replacement(&self, view: &NodeView, event: &Event) {
+        if matches!(event.data.kind, Kind::Interruption | Kind::Termination)
+            && let Ok(mut tracker) = self.tracker.lock()
+        {
+            if tracker.expect(&view.name, event, Timestamp::now()) {
+                tracing::info!(node = %view.name, id = %event.id, "Waiting for the Node's replacement.");
+            }
+            self.ctx
+                .metrics
+                .replacements_pending(tracker.pending() as i64);
+        }
     }
 }
 

@@ -41,7 +41,8 @@ pub struct Placement {
     pub zone: Option<String>,
     /// Whether the Node is Spot or preemptible capacity.
     pub spot: bool,
-    /// Whether Karpenter launched it (and so replaces it itself).
+    /// Whether Karpenter launched it (and so replaces it itself): the NodePool label, or a
+    /// `karpenter.sh` NodeClaim among its owners.
     pub karpenter: bool,
     /// Whether it is on-demand capacity standing in for Spot: a known capacity label says it is
     /// not Spot, or Cast AI marked it a Spot fallback.

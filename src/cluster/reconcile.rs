@@ -300,6 +300,7 @@ impl Reconciler {
             self.ctx
                 .saw_notice(&view, &intent.event, intent.event.data.occurred_at);
         }
+        self.ctx.watch_karpenter(&view);
         self.shelter(&view);
         let now = Timestamp::now();
         let plan =

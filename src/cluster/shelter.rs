@@ -194,9 +194,10 @@ pub(super) async fn run(
     exclude_pools: &[String],
 ) -> Result<usize, ClusterError> {
     let started = Instant::now();
+    // Karpenter Nodes left to Karpenter are not written either.
     let siblings = ctx
         .cache
-        .select(|v| v.placement.spot_key().as_ref() == Some(key));
+        .select(|v| v.placement.spot_key().as_ref() == Some(key) && !ctx.observes(v));
     let mut written = 0;
     for sibling in siblings {
         let mut view = sibling;

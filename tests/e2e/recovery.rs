@@ -430,3 +430,130 @@ async fn karpenter_nodes_and_a_missing_priority_class_get_no_placeholders_and_no
     );
     assert!(placeholders(&fake).is_empty());
 }
+
+fn karpenter_node(name: &str, instance: &str, owned_by_claim: bool) -> Value {
+    let mut n = node(name, instance, "us-east-1a", true);
+    if owned_by_claim {
+        // A NodeClaim owner alone, no NodePool label: still Karpenter's.
+        n["metadata"]["ownerReferences"] = json!([{"apiVersion": "karpenter.sh/v1", "kind": "NodeClaim",
+            "name": name, "uid": format!("claim-{name}"), "controller": true}]);
+    } else {
+        n["metadata"]["labels"]["karpenter.sh/nodepool"] = json!("default");
+    }
+    n
+}
+
+fn node_writes(fake: &FakeApiServer, node: &str) -> usize {
+    fake.requests()
+        .iter()
+        .filter(|r| r.method == "PATCH" && r.path == format!("/api/v1/nodes/{node}"))
+        .count()
+}
+
+fn reasons(fake: &FakeApiServer) -> Vec<String> {
+    fake.list("events", Some("default"))
+        .iter()
+        .filter_map(|e| e["reason"].as_str().map(str::to_owned))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn in_observe_mode_karpenter_nodes_are_recorded_but_never_tainted_cordoned_or_drained() {
+    use eviction_router::cluster::config::KarpenterMode;
+    let fake = FakeApiServer::new();
+    namespaces(&fake);
+    fake.insert(karpenter_node("k1", "i-00000000000000001", false))
+        .unwrap();
+    fake.insert(karpenter_node("k2", "i-00000000000000002", true))
+        .unwrap();
+    fake.insert(pod("web-1", "k1", 5)).unwrap();
+    let metrics = Arc::new(Metrics::new());
+    let config = ClusterConfig {
+        karpenter: KarpenterMode::Observe,
+        ..config()
+    };
+    let router = router(&fake, metrics.clone(), &config);
+    for (id, instance) in [
+        ("o-1", "i-00000000000000001"),
+        ("o-2", "i-00000000000000002"),
+    ] {
+        let body = spot_warning(id, instance, "us-east-1a", Timestamp::now());
+        assert_eq!(
+            handle(&router, Provider::Aws, &body).await,
+            Outcome::Handled
+        );
+    }
+    eventually(Duration::from_secs(5), "the Events recorded", async || {
+        (reasons(&fake)
+            .iter()
+            .filter(|r| *r == "SpotInterruption")
+            .count()
+            == 2)
+            .then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(node_writes(&fake, "k1"), 0, "no taint, no cordon");
+    assert_eq!(
+        node_writes(&fake, "k2"),
+        0,
+        "a NodeClaim-owned Node is Karpenter's too"
+    );
+    assert!(fake.evictions().is_empty(), "no drain");
+    assert!(
+        metrics
+            .encode()
+            .contains("actions_total{action=\"observe\",outcome=\"ok\"} 2")
+    );
+    assert_no_forbidden(&fake);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn in_auto_mode_karpenter_seen_acting_on_an_interruption_switches_to_observing() {
+    let fake = FakeApiServer::new();
+    namespaces(&fake);
+    fake.insert(karpenter_node("k1", "i-00000000000000001", false))
+        .unwrap();
+    fake.insert(karpenter_node("k2", "i-00000000000000002", false))
+        .unwrap();
+    let router = router(&fake, Arc::new(Metrics::new()), &config());
+    // Until Karpenter is seen acting, the router acts on its Nodes as on any other.
+    let body = spot_warning("a-1", "i-00000000000000001", "us-east-1a", Timestamp::now());
+    assert_eq!(
+        handle(&router, Provider::Aws, &body).await,
+        Outcome::Handled
+    );
+    assert!(has_taint(
+        &fake,
+        "k1",
+        "eviction-router/interruption",
+        "NoSchedule"
+    ));
+    // Karpenter's interruption controller handles the same notice: its termination taint.
+    let mut k1 = fake.get("nodes", None, "k1").unwrap();
+    k1["spec"]["taints"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"key": "karpenter.sh/disrupted", "effect": "NoSchedule"}));
+    fake.update(k1).unwrap();
+    eventually(
+        Duration::from_secs(5),
+        "the switch said in an Event",
+        async || {
+            reasons(&fake)
+                .iter()
+                .any(|r| r == "KarpenterHandlesInterruptions")
+                .then_some(())
+        },
+    )
+    .await;
+    // The next Karpenter Node's notice is observed only.
+    let body = spot_warning("a-2", "i-00000000000000002", "us-east-1a", Timestamp::now());
+    assert_eq!(
+        handle(&router, Provider::Aws, &body).await,
+        Outcome::Handled
+    );
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(node_writes(&fake, "k2"), 0);
+    assert_no_forbidden(&fake);
+}

@@ -149,6 +149,7 @@ router:
 cluster:
   mode: {{ .Values.cluster.mode }}
   force_after_deadline: {{ .Values.cluster.forceAfterDeadline | default false }}
+  karpenter: {{ .Values.cluster.karpenter | toJson }}
   make_before_break:
     {{- if .Values.cluster.makeBeforeBreak.enabled }}
     kinds: [interruption, termination]
