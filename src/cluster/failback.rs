@@ -743,6 +743,11 @@ impl Failback {
                 return Ok((Ended::Blocked, moved));
             }
             moved += 1;
+            let cores = sum_requests(std::iter::once(pod))
+                .get("cpu")
+                .copied()
+                .unwrap_or(0);
+            ctx.metrics.failback_cores_moved(cores as f64 / 1000.0);
             // The owner's replacement must run before the next pod goes.
             want_running = want_running.max(1);
             let wait_until =

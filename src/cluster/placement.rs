@@ -61,6 +61,8 @@ pub const ON_DEMAND_LABELS: [(&str, &[&str]); 3] = [
     ),
     ("kubernetes.azure.com/scalesetpriority", &["regular"]),
 ];
+/// GKE's node pool label.
+pub const GKE_POOL_LABEL: &str = "cloud.google.com/gke-nodepool";
 /// Cast AI's label on the on-demand Nodes it made because Spot was not to be had.
 pub const CAST_FALLBACK_LABEL: &str = "scheduling.cast.ai/spot-fallback";
 
@@ -98,7 +100,12 @@ impl Placement {
             fallback: labels.get(CAST_FALLBACK_LABEL).is_some_and(|v| v == "true")
                 || ON_DEMAND_LABELS
                     .iter()
-                    .any(|(k, vs)| labels.get(*k).is_some_and(|v| vs.contains(&v.as_str()))),
+                    .any(|(k, vs)| labels.get(*k).is_some_and(|v| vs.contains(&v.as_str())))
+                // GKE marks Spot and preemptible Nodes only: a node-pool Node without either
+                // label is on-demand.
+                || (labels.contains_key(GKE_POOL_LABEL)
+                    && !labels.contains_key("cloud.google.com/gke-spot")
+                    && !labels.contains_key("cloud.google.com/gke-preemptible")),
             provider: None,
         }
     }
@@ -170,6 +177,16 @@ mod tests {
         );
         assert!(on_demand.karpenter && !on_demand.spot && on_demand.fallback);
         assert!(!eks.fallback && !aks.fallback);
+        let gke = |extra: &[(&str, &str)]| {
+            let mut l = vec![("cloud.google.com/gke-nodepool", "pool-1")];
+            l.extend_from_slice(extra);
+            Placement::of(&labels(&l), &pools)
+        };
+        assert!(
+            gke(&[]).fallback,
+            "a GKE Node without a Spot label is on-demand"
+        );
+        assert!(!gke(&[("cloud.google.com/gke-spot", "true")]).fallback);
         assert_eq!(
             on_demand.spot_key(),
             None,

@@ -53,6 +53,7 @@ pub(super) struct Recovery {
     failback_pods: Counter,
     failback_duration: HistogramFamily<OutcomeLabel>,
     failback_candidates: Gauge,
+    failback_cores: Counter<f64, std::sync::atomic::AtomicU64>,
     pools: Mutex<HashSet<String>>,
 }
 
@@ -72,6 +73,7 @@ impl Recovery {
             failback_pods: Counter::default(),
             failback_duration: Family::new_with_constructor(histogram),
             failback_candidates: Gauge::default(),
+            failback_cores: Counter::default(),
             pools: Mutex::new(HashSet::new()),
         }
     }
@@ -136,6 +138,11 @@ impl Recovery {
             "failback_move_duration_seconds",
             "Duration of a failback move, placeholder to last replacement, by outcome",
             self.failback_duration.clone(),
+        );
+        r.register(
+            "failback_on_demand_cores_moved",
+            "CPU requests (cores) of the pods failback moved off on-demand Nodes: the on-demand capacity they no longer hold, for an estimate of node-hours saved",
+            self.failback_cores.clone(),
         );
         r.register(
             "failback_candidates",
@@ -252,6 +259,11 @@ impl Metrics {
             .failback_duration
             .get_or_create(&labels)
             .observe(took.as_secs_f64());
+    }
+
+    /// Pods asking for `cores` CPUs in all were moved off on-demand Nodes.
+    pub fn failback_cores_moved(&self, cores: f64) {
+        self.recovery.failback_cores.inc_by(cores);
     }
 
     /// Sets how many pods are failback candidates.
