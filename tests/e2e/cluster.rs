@@ -108,7 +108,18 @@ fn router_with(
     config: &ClusterConfig,
     active: watch::Receiver<bool>,
 ) -> Router {
-    fake.enforce_rbac(chart_rbac());
+    router_enforcing(fake, metrics, config, chart_rbac(), active)
+}
+
+/// A router acting on `fake` with `rbac` enforced, while `active` is true.
+pub fn router_enforcing(
+    fake: &FakeApiServer,
+    metrics: Arc<Metrics>,
+    config: &ClusterConfig,
+    rbac: Rbac,
+    active: watch::Receiver<bool>,
+) -> Router {
+    fake.enforce_rbac(rbac);
     let client = kube::Client::new(fake.service(), "default");
     let budget = Budget::new(config.api_requests_per_second, config.api_burst);
     let cluster = Cluster::kubernetes(

@@ -7,20 +7,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use eviction_router::ack::Outcome;
-use eviction_router::cluster::budget::{Budget, Clients};
 use eviction_router::cluster::config::{MakeBeforeBreakConfig, ShelterConfig};
-use eviction_router::cluster::{Cluster, Emitted};
-use eviction_router::config::{ClusterConfig, ClusterMode, RouterConfig};
+use eviction_router::cluster::Emitted;
+use eviction_router::config::{ClusterConfig, ClusterMode};
 use eviction_router::event::{Kind, Provider};
 use eviction_router::metrics::Metrics;
 use eviction_router::router::Router;
-use eviction_router::sinks::Sinks;
 use fake_apiserver::FakeApiServer;
 use jiff::{SignedDuration, Timestamp};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
-use crate::cluster::chart_rbac;
+use crate::cluster::{chart_rbac, router_enforcing};
 use crate::support::{eventually, fixture, handle};
 
 const NAMESPACE: &str = "eviction-router";
@@ -53,18 +51,7 @@ fn config() -> ClusterConfig {
 }
 
 fn router(fake: &FakeApiServer, metrics: Arc<Metrics>, config: &ClusterConfig) -> Router {
-    fake.enforce_rbac(chart_rbac());
-    let client = kube::Client::new(fake.service(), "default");
-    let budget = Budget::new(config.api_requests_per_second, config.api_burst);
-    let (_, active) = watch::channel(true);
-    let cluster = Cluster::kubernetes(
-        Clients::single(client, budget),
-        config,
-        metrics.clone(),
-        active.clone(),
-    );
-    let sinks = Sinks::start(&[], metrics.clone()).unwrap();
-    Router::new(&RouterConfig::default(), cluster, sinks, metrics).with_active(active)
+    router_enforcing(fake, metrics, config, chart_rbac(), watch::channel(true).1)
 }
 
 /// The Spot warning fixture for `instance` in `zone`, occurred at `at`.

@@ -9,22 +9,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use eviction_router::ack::Outcome;
-use eviction_router::cluster::Cluster;
-use eviction_router::cluster::budget::{Budget, Clients};
 use eviction_router::cluster::config::MakeBeforeBreakConfig;
 use eviction_router::cluster::failback::FailbackConfig;
-use eviction_router::config::{ClusterConfig, ClusterMode, RouterConfig};
+use eviction_router::config::{ClusterConfig, ClusterMode};
 use eviction_router::event::Provider;
 use eviction_router::metrics::Metrics;
 use eviction_router::router::Router;
-use eviction_router::sinks::Sinks;
 use fake_apiserver::sim::{Ending, PoolSpec, Resources, Sim, SimConfig, WorkloadSpec};
 use fake_apiserver::{FakeApiServer, Rbac};
 use jiff::{SignedDuration, Timestamp};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
-use crate::cluster::{ROUTER_USER, chart_rbac};
+use crate::cluster::{ROUTER_USER, chart_rbac, router_enforcing};
 use crate::support::{eventually, fixture, handle};
 
 const NAMESPACE: &str = "eviction-router";
@@ -86,18 +83,7 @@ fn router(
     config: &ClusterConfig,
     rbac: Rbac,
 ) -> Router {
-    fake.enforce_rbac(rbac);
-    let client = kube::Client::new(fake.service(), "default");
-    let budget = Budget::new(config.api_requests_per_second, config.api_burst);
-    let (_, active) = watch::channel(true);
-    let cluster = Cluster::kubernetes(
-        Clients::single(client, budget),
-        config,
-        metrics.clone(),
-        active.clone(),
-    );
-    let sinks = Sinks::start(&[], metrics.clone()).unwrap();
-    Router::new(&RouterConfig::default(), cluster, sinks, metrics).with_active(active)
+    router_enforcing(fake, metrics, config, rbac, watch::channel(true).1)
 }
 
 /// The Spot warning for the simulated Node `node`, with its deadline `notice` from now.
