@@ -9,6 +9,7 @@ mod eventgrid;
 mod fanout;
 mod http;
 mod ingest;
+mod nats;
 mod outage;
 mod pubsub;
 mod recovery;
