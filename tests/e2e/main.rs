@@ -16,4 +16,5 @@ mod recovery;
 mod servicebus;
 mod simulation;
 mod sqs;
+mod sse;
 mod support;
