@@ -562,3 +562,116 @@ async fn nats_r3_stream_loses_nothing_and_stores_nothing_twice_across_a_leader_k
     assert_eq!(ids.get("no-quorum"), Some(&1), "{ids:?}");
     assert_eq!(ids.len(), all.len() + 1);
 }
+
+/// `eviction-router tail` with `args`, its stdout lines on a channel; killed on drop.
+struct Tail {
+    child: Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Tail {
+    fn start(args: &[&str]) -> Tail {
+        use std::io::BufRead;
+        let mut child = Command::new(crate::support::BIN)
+            .arg("tail")
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        let out = tx.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let _ = out.send(line);
+            }
+        });
+        // Its "following" line on stderr says the subscription is in place.
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                eprintln!("{line}");
+                let _ = tx.send(format!("stderr: {line}"));
+            }
+        });
+        Tail { child, lines }
+    }
+
+    fn line(&self, limit: Duration) -> String {
+        self.lines.recv_timeout(limit).expect("a line from tail")
+    }
+
+    fn exit_code(&mut self, limit: Duration) -> Option<i32> {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Tail {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_tail_prints_the_stream_as_structured_json_lines_live_and_from_the_start() {
+    let nats = NatsServer::start().await;
+    let js = jetstream(&nats.url()).await;
+    create_stream(&js, 1).await;
+    let router = Router::start(&config("    required: true\n"), &[("NATS_URL", nats.url())]).await;
+    let http = reqwest::Client::new();
+    let url = nats.url();
+
+    let mut live = Tail::start(&["--nats", &url, "--cluster", "prod.eu-1", "--count", "2"]);
+    assert!(
+        live.line(Duration::from_secs(20))
+            .starts_with("stderr: tail: following eviction-router.prod%2Eeu-1.>")
+    );
+    for id in ["t-1", "t-2"] {
+        assert_eq!(ingest(&http, &router.base, &interruption(id)).await, 200);
+    }
+    for id in ["t-1", "t-2"] {
+        let event: serde_json::Value =
+            serde_json::from_str(&live.line(Duration::from_secs(10))).unwrap();
+        assert_eq!(event["id"], id);
+        assert_eq!(event["specversion"], "1.0");
+        assert_eq!(event["type"], "eviction-router.interruption.v1");
+        assert_eq!(event["cluster"], "prod.eu-1");
+        assert_eq!(event["datacontenttype"], "application/json");
+        assert_eq!(event["data"]["instance"]["id"], "i-0b662ef9931388ba0");
+    }
+    assert_eq!(
+        live.exit_code(Duration::from_secs(10)),
+        Some(0),
+        "--count 2"
+    );
+
+    // From the start: what the stream holds, in order.
+    let replay = Tail::start(&["--nats", &url, "--from-start", "--count", "2"]);
+    assert!(
+        replay
+            .line(Duration::from_secs(20))
+            .starts_with("stderr: tail: following")
+    );
+    let first: serde_json::Value =
+        serde_json::from_str(&replay.line(Duration::from_secs(10))).unwrap();
+    assert_eq!(first["id"], "t-1");
+
+    // No server: exit 1 with the reason.
+    let mut none = Tail::start(&["--nats", &format!("nats://127.0.0.1:{}", free_port())]);
+    assert_eq!(none.exit_code(Duration::from_secs(20)), Some(1));
+}
