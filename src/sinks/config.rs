@@ -440,3 +440,74 @@ mod defaults {
         15
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{Config, ConfigError, NatsMode, SinkConfig};
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, |name| {
+            (name == "NATS_URL").then(|| "nats://127.0.0.1:4222".to_owned())
+        })
+    }
+
+    #[test]
+    fn the_nats_example_is_a_required_binary_sink_with_sse() {
+        let text = include_str!("../../examples/config/nats.yaml");
+        let c = parse(text).unwrap();
+        let SinkConfig::Nats(n) = &c.sinks[0] else {
+            panic!("not nats: {:?}", c.sinks)
+        };
+        assert_eq!(n.url, "nats://127.0.0.1:4222");
+        assert!(n.required);
+        assert_eq!(n.mode, NatsMode::Binary);
+        assert_eq!(n.subject_prefix, "eviction-router");
+        assert_eq!((n.ack_timeout_ms, n.max_attempts), (5_000, 3));
+        let SinkConfig::Sse(s) = &c.sinks[1] else {
+            panic!("not sse")
+        };
+        assert_eq!((s.ring_capacity, s.max_subscribers), (1024, 32));
+    }
+
+    #[test]
+    fn nats_and_sse_errors_name_their_key() {
+        let base = "sources:\n  - type: http_ingest\nsinks:\n";
+        let cases = [
+            (
+                "  - type: nats\n    url: nats://a:4222\n    cluster: c\n    clusterr: x\n",
+                "sinks[0].clusterr",
+            ),
+            ("  - type: nats\n    url: nats://a:4222\n", "cluster"),
+            (
+                "  - type: nats\n    url: ''\n    cluster: c\n",
+                "sinks[0].url",
+            ),
+            (
+                "  - type: nats\n    url: nats://a:4222\n    cluster: c\n    subject_prefix: a.*\n",
+                "sinks[0].subject_prefix",
+            ),
+            (
+                "  - type: nats\n    url: nats://a:4222\n    cluster: c\n    token: t\n    creds_file: /x\n",
+                "sinks[0].creds_file",
+            ),
+            (
+                "  - type: nats\n    url: nats://a:4222\n    cluster: c\n    ack_timeout_ms: 0\n",
+                "sinks[0].ack_timeout_ms",
+            ),
+            (
+                "  - type: nats\n    url: nats://a:4222\n    cluster: c\n    mode: weird\n",
+                "sinks[0].mode",
+            ),
+            (
+                "  - type: sse\n    max_subscribers: 300\n",
+                "sinks[0].max_subscribers",
+            ),
+            ("  - type: sse\n  - type: sse\n", "sinks[1].type"),
+            ("  - type: sse\n    token: short\n", "sinks[0].token"),
+        ];
+        for (sinks, key) in cases {
+            let err = parse(&format!("{base}{sinks}")).unwrap_err().to_string();
+            assert!(err.contains(key), "{sinks}: {err}");
+        }
+    }
+}

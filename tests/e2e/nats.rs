@@ -171,21 +171,29 @@ pub async fn jetstream(url: &str) -> jetstream::Context {
     js
 }
 
+/// The stream definition of the docs, `examples/nats/stream.json` (`nats stream add --config`).
+pub fn stream_definition() -> stream::Config {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/nats/stream.json");
+    let config: stream::Config =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    assert_eq!(config.name, STREAM);
+    assert_eq!(config.subjects, ["eviction-router.>"]);
+    assert_eq!(config.num_replicas, 3);
+    assert_eq!(config.duplicate_window, Duration::from_secs(600));
+    config
+}
+
 /// Creates the stream the docs define (`eviction-router.>`, ten-minute duplicate window) with
-/// `replicas`, retrying while the cluster elects its meta leader.
+/// `replicas` (3 as documented; 1 on a single server), retrying while the cluster elects its
+/// meta leader.
 pub async fn create_stream(js: &jetstream::Context, replicas: usize) -> stream::Stream {
     eventually(
         Duration::from_secs(60),
         "the JetStream stream to be created",
         async || {
             js.get_or_create_stream(stream::Config {
-                name: STREAM.into(),
-                subjects: vec!["eviction-router.>".into()],
-                retention: stream::RetentionPolicy::Limits,
-                duplicate_window: Duration::from_secs(600),
                 num_replicas: replicas,
-                max_age: Duration::from_secs(7 * 86_400),
-                ..Default::default()
+                ..stream_definition()
             })
             .await
             .ok()
