@@ -23,7 +23,9 @@ pub use crate::providers::azure::config::{
 pub use crate::providers::gcp::config::PubSubConfig;
 pub use crate::router::config::RouterConfig;
 pub use crate::server::{HttpIngestConfig, ServerConfig};
-pub use crate::sinks::config::{SinkConfig, WebhookSinkConfig};
+pub use crate::sinks::config::{
+    NatsMode, NatsSinkConfig, NatsTlsConfig, SinkConfig, SseSinkConfig, WebhookSinkConfig,
+};
 pub use crate::telemetry::{LogConfig, LogFormat};
 
 /// The configuration `run` uses when given none: HTTP ingest, a dry-run cluster, stdout.
@@ -226,6 +228,7 @@ impl Config {
                 return Err(ConfigError::invalid(format!("sinks[{i}].{key}"), message));
             }
         }
+        sse_bounds(&self.sinks, &self.server)?;
         Ok(())
     }
 }
@@ -253,6 +256,32 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// One `sse` sink at most, and its subscribers (busy connections that are never evicted) at
+/// most half of `server.max_connections`, so that probes, scrapes and ingest always find room.
+fn sse_bounds(sinks: &[SinkConfig], server: &ServerConfig) -> Result<(), ConfigError> {
+    let mut seen = false;
+    for (i, sink) in sinks.iter().enumerate() {
+        let SinkConfig::Sse(sse) = sink else { continue };
+        if seen {
+            return Err(ConfigError::invalid(
+                format!("sinks[{i}].type"),
+                "only one sse sink may be configured",
+            ));
+        }
+        seen = true;
+        if sse.max_subscribers > server.max_connections / 2 {
+            return Err(ConfigError::invalid(
+                format!("sinks[{i}].max_subscribers"),
+                format!(
+                    "must be at most half of server.max_connections ({}): every subscriber holds a connection",
+                    server.max_connections
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The upper bounds of the cluster's durations, which `run` turns into timestamps and timers:

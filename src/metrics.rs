@@ -97,6 +97,7 @@ pub struct Metrics {
     webhook_requests: Family<OutcomeLabel, Counter>,
     recovery: recovery::Recovery,
     hardening: Hardening,
+    stream: Stream,
 }
 
 /// The metrics of the hardening against hostile traffic, outages and fan-out (one block, so
@@ -176,6 +177,7 @@ impl Metrics {
             webhook_requests: Family::default(),
             recovery: recovery::Recovery::new(),
             hardening: Hardening::default(),
+            stream: Stream::new(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -262,6 +264,7 @@ impl Metrics {
         );
         m.recovery.register(r);
         m.hardening.register(r);
+        m.stream.register(r);
         // Series operators alert on exist from the start at zero, so that `increase()` sees the
         // first event and dashboards show zero rather than no data.
         for provider in Provider::ALL {
@@ -689,6 +692,184 @@ impl Metrics {
         if let Some(held) = sampler.allow(std::time::Instant::now()) {
             tracing::warn!(similar_held_back = held, "{message}");
         }
+    }
+}
+
+// --- The live stream: the NATS JetStream sink and the SSE endpoint ----------------------------
+
+/// The metrics of the NATS sink and of `GET /v1/events` (one block, so that it reads as one
+/// piece). Deliveries themselves are `sink_deliveries_total{sink="nats"|"sse"}`.
+#[derive(Debug)]
+struct Stream {
+    nats_connected: Gauge,
+    nats_reconnects: Counter,
+    nats_publish_duration: HistogramFamily<OutcomeLabel>,
+    nats_publish_retries: Counter,
+    sse_subscribers: Gauge,
+    sse_subscribers_closed: Family<ReasonLabel, Counter>,
+    sse_events_missed: Counter,
+    nats_error_log: LogSampler,
+}
+
+impl Stream {
+    fn new() -> Stream {
+        Stream {
+            nats_connected: Gauge::default(),
+            nats_reconnects: Counter::default(),
+            nats_publish_duration: Family::new_with_constructor(histogram),
+            nats_publish_retries: Counter::default(),
+            sse_subscribers: Gauge::default(),
+            sse_subscribers_closed: Family::default(),
+            sse_events_missed: Counter::default(),
+            nats_error_log: LogSampler::default(),
+        }
+    }
+
+    fn register(&self, r: &mut Registry) {
+        r.register(
+            "nats_connected",
+            "NATS sinks connected to a server",
+            self.nats_connected.clone(),
+        );
+        r.register(
+            "nats_reconnects",
+            "Times a NATS sink lost its server connection",
+            self.nats_reconnects.clone(),
+        );
+        r.register(
+            "nats_publish_duration_seconds",
+            "From handing an event to JetStream to its publish acknowledgement, by outcome (acked, duplicate, failed)",
+            self.nats_publish_duration.clone(),
+        );
+        r.register(
+            "nats_publish_retries",
+            "JetStream publish attempts after the first (same Nats-Msg-Id)",
+            self.nats_publish_retries.clone(),
+        );
+        r.register(
+            "sse_subscribers",
+            "Subscribers of GET /v1/events",
+            self.sse_subscribers.clone(),
+        );
+        r.register(
+            "sse_subscribers_closed",
+            "Subscribers of GET /v1/events the router ended or refused, by reason (slow, limit, shutdown, gone)",
+            self.sse_subscribers_closed.clone(),
+        );
+        r.register(
+            "sse_events_missed",
+            "Events a resuming subscriber asked for that had left the ring already",
+            self.sse_events_missed.clone(),
+        );
+    }
+}
+
+/// What the live stream reports.
+impl Metrics {
+    /// A NATS sink (re)connected (`up`) or lost its connection.
+    pub fn nats_connection(&self, url: &str, up: bool) {
+        if up {
+            tracing::info!(url, "Connected to NATS.");
+            self.stream.nats_connected.inc();
+        } else {
+            tracing::warn!(
+                url,
+                "Lost the connection to NATS; reconnecting with backoff."
+            );
+            self.stream.nats_connected.dec();
+            self.stream.nats_reconnects.inc();
+        }
+    }
+
+    /// JetStream acknowledged a publish after `took`; `duplicate` when it dropped it as a
+    /// repeat of a `Nats-Msg-Id` within the stream's duplicate window.
+    pub fn nats_acked(&self, id: &str, duplicate: bool, took: Duration) {
+        let outcome = if duplicate { "duplicate" } else { "acked" };
+        if duplicate {
+            tracing::debug!(
+                id,
+                "JetStream dropped a repeated publish (same Nats-Msg-Id)."
+            );
+        }
+        self.stream
+            .nats_publish_duration
+            .get_or_create(&OutcomeLabel { outcome })
+            .observe(took.as_secs_f64());
+        self.sink_delivery("nats", if duplicate { "duplicate" } else { "delivered" });
+    }
+
+    /// One publish attempt failed; another follows with the same `Nats-Msg-Id`. Logged at most
+    /// once per [`LogSampler::EVERY`] at warn level: an outage fails every event alike.
+    pub fn nats_attempt_failed(&self, id: &str, attempt: u32, error: &dyn std::fmt::Display) {
+        tracing::debug!(id, attempt, error = %error, "A JetStream publish attempt failed.");
+        if let Some(held) = self.stream.nats_error_log.allow(std::time::Instant::now()) {
+            tracing::warn!(error = %error, similar_held_back = held, "A JetStream publish failed; retrying.");
+        }
+        self.stream.nats_publish_retries.inc();
+    }
+
+    /// Every attempt to publish an event failed after `took`.
+    pub fn nats_failed(&self, id: &str, error: &dyn std::fmt::Display, took: Duration) {
+        tracing::warn!(id, error = %error, "JetStream did not take an event.");
+        self.stream
+            .nats_publish_duration
+            .get_or_create(&OutcomeLabel { outcome: "failed" })
+            .observe(took.as_secs_f64());
+        self.sink_delivery("nats", "failed");
+    }
+
+    /// A best-effort NATS sink's buffer was full: the event is dropped for it.
+    pub fn nats_dropped(&self) {
+        if let Some(held) = self.stream.nats_error_log.allow(std::time::Instant::now()) {
+            tracing::warn!(
+                similar_held_back = held,
+                "The NATS sink's buffer is full; dropped an event for it."
+            );
+        }
+        self.sink_delivery("nats", "dropped");
+    }
+
+    /// A subscriber of `GET /v1/events` joined; `subscribers` are open now.
+    pub fn sse_subscribed(&self, subscribers: usize, resumed: bool) {
+        tracing::debug!(
+            subscribers,
+            resumed,
+            "A subscriber joined the event stream."
+        );
+        self.stream
+            .sse_subscribers
+            .set(i64::try_from(subscribers).unwrap_or(i64::MAX));
+    }
+
+    /// A subscriber left or was ended: `slow` (fell a whole buffer behind), `limit` (refused
+    /// at `max_subscribers`), `shutdown`, `gone` (the client went away).
+    pub fn sse_closed(&self, reason: &'static str, subscribers: usize) {
+        match reason {
+            "slow" => tracing::warn!(
+                "Cut off a subscriber of the event stream that fell behind; it may resume with Last-Event-ID."
+            ),
+            "limit" => tracing::warn!(
+                subscribers,
+                "Refused a subscriber of the event stream: sinks[].max_subscribers reached."
+            ),
+            _ => tracing::debug!(reason, "A subscriber left the event stream."),
+        }
+        self.stream
+            .sse_subscribers
+            .set(i64::try_from(subscribers).unwrap_or(i64::MAX));
+        self.stream
+            .sse_subscribers_closed
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
+    }
+
+    /// A resuming subscriber asked for `n` events that had left the ring.
+    pub fn sse_missed(&self, n: u64) {
+        tracing::info!(
+            events = n,
+            "A subscriber resumed from before the ring; it missed events."
+        );
+        self.stream.sse_events_missed.inc_by(n);
     }
 }
 

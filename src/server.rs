@@ -1,6 +1,7 @@
 //! The HTTP server: `/metrics`, `/healthz`, `/readyz`, and, when their sources are configured,
-//! `POST /v1/ingest/<provider>` and the Event Grid webhook `/v1/eventgrid`
-//! ([`crate::providers::azure::eventgrid`]), on the bounded listener of [`conn`].
+//! `POST /v1/ingest/<provider>`, the Event Grid webhook `/v1/eventgrid`
+//! ([`crate::providers::azure::eventgrid`]) and the live stream `GET /v1/events` ([`sse`]), on
+//! the bounded listener of [`conn`].
 //!
 //! Ingest answers with the message's outcome: 200 for handled or ignored, 400 for a malformed
 //! body (poison), 413 over the size limit, 503 when it should be sent again (retry, or the router
@@ -9,6 +10,7 @@
 //! (408 otherwise); a body that breaks off or is badly framed is 400.
 
 pub mod conn;
+pub mod sse;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -269,6 +271,8 @@ pub struct AppState {
     pub body_read_timeout: Duration,
     /// The Event Grid webhook; `None` when `azure_event_grid_webhook` is not configured.
     pub eventgrid: Option<EventGrid>,
+    /// The live stream of `GET /v1/events`; `None` when no `sse` sink is configured.
+    pub events: Option<Arc<crate::sinks::EventHub>>,
 }
 
 impl FromRef<AppState> for Option<EventGrid> {
@@ -283,6 +287,7 @@ pub fn app(state: AppState) -> Http {
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
+        .route("/v1/events", get(sse::events))
         // Its own body limit and timeout, checked after the token.
         .route(
             "/v1/ingest/{provider}",

@@ -103,7 +103,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Serv
             Cluster::kubernetes(clients, &config.cluster, metrics.clone(), leader.clone())
         }
     };
-    let sinks = Sinks::start(&config.sinks, metrics.clone())?;
+    let sinks = Sinks::start_with(
+        &config.sinks,
+        metrics.clone(),
+        &health,
+        config.router.dedupe_window(),
+    )?;
+    let events = sinks.event_hub();
     let grace = config.router.shutdown_grace();
     let router = Arc::new(
         Router::new(&config.router, cluster, sinks, metrics.clone()).with_active(leader.clone()),
@@ -189,6 +195,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Serv
         ingest,
         eventgrid,
         body_read_timeout: config.server.body_read_timeout(),
+        events: events.clone(),
     });
     let limits = config.server.limits(server::conn::open_files_limit());
     let server_abort = CancellationToken::new();
@@ -211,6 +218,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Serv
 
     shutdown.cancelled().await;
     let deadline = Instant::now() + grace;
+    // Live streams end now, so that their connections do not hold the server's close.
+    if let Some(events) = &events {
+        events.close();
+    }
     tracing::info!(
         grace_s = grace.as_secs(),
         "Shutting down: no new messages; finishing those in flight."

@@ -5,6 +5,7 @@ mod demo;
 pub(crate) mod inject;
 mod normalize;
 mod service;
+mod tail;
 
 use std::path::PathBuf;
 
@@ -105,6 +106,10 @@ pub enum Command {
     /// (`compute.instances.preempted` or `upcomingMaintenance`) to the logging sink's topic.
     #[cfg(any(feature = "aws", feature = "azure", feature = "gcp"))]
     Inject(inject::InjectArgs),
+    /// Print the fleet's event stream from NATS as JSON lines (structured CloudEvents with the
+    /// `cluster` attribute), as the routers' `nats` sinks publish it. Exit 1 when NATS cannot be
+    /// reached.
+    Tail(tail::TailArgs),
 }
 
 fn parse_provider(s: &str) -> Result<Provider, String> {
@@ -124,5 +129,6 @@ pub fn run(cli: Cli) -> u8 {
         Command::CheckConfig { config } => service::check_config(&config),
         #[cfg(any(feature = "aws", feature = "azure", feature = "gcp"))]
         Command::Inject(args) => inject::inject(args),
+        Command::Tail(args) => tail::tail(args),
     }
 }

@@ -9,6 +9,8 @@
 //! - A connection must deliver a request's complete headers within `header_read_timeout` of
 //!   connecting, and the next request within `idle_timeout` of its previous response; otherwise
 //!   it is closed. Handlers bound the time to read a body themselves ([`super::read_body`]).
+//! - A long-lived response ([`LongLived`], the SSE stream) keeps its connection busy while it
+//!   streams: it is bounded by its own subscriber limit instead, and ends on shutdown.
 //! - On shutdown the listener closes; connections without a request in flight close at once,
 //!   the others after their response; whatever is still open when the server is told to stop
 //!   for good is dropped, so a half-sent request cannot hold the process.
@@ -138,6 +140,32 @@ impl Drop for InFlight {
     }
 }
 
+/// A response extension: the response is a long-lived stream (`GET /v1/events`), and its
+/// connection counts as busy until the body ends, so that neither the idle timeout nor eviction
+/// at the connection limit cuts it. Other responses count as done once produced, so a client
+/// that does not read a response cannot hold its connection busy.
+#[derive(Debug, Clone, Copy)]
+pub struct LongLived;
+
+/// Ends `in_flight` now, or, for a [`LongLived`] response, when its body is dropped (sent to
+/// the end, or the connection closed).
+fn busy_while_streaming(
+    rsp: axum::response::Response,
+    in_flight: InFlight,
+) -> axum::response::Response {
+    use http_body_util::BodyExt;
+    if rsp.extensions().get::<LongLived>().is_none() {
+        drop(in_flight);
+        return rsp;
+    }
+    rsp.map(|body| {
+        axum::body::Body::new(body.map_frame(move |frame| {
+            let _busy = &in_flight;
+            frame
+        }))
+    })
+}
+
 /// The open connections, oldest first.
 #[derive(Debug, Default)]
 struct Table {
@@ -265,8 +293,9 @@ async fn connection(
             let app = app.clone();
             async move {
                 let rsp = app.oneshot(req.map(axum::body::Body::new)).await;
-                drop(in_flight);
-                rsp
+                Ok::<_, std::convert::Infallible>(match rsp {
+                    Ok(rsp) => busy_while_streaming(rsp, in_flight),
+                })
             }
         })
     };

@@ -106,6 +106,7 @@ fn check_config_accepts_the_examples_and_the_chart_and_names_bad_keys() {
                     "https://sqs.us-east-1.amazonaws.com/1/q",
                 ),
                 ("WEBHOOK_SECRET", "k"),
+                ("NATS_URL", "nats://127.0.0.1:4222"),
             ],
         );
         assert!(

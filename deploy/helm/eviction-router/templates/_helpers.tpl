@@ -95,6 +95,12 @@ Checks that the schema cannot express across keys. Included once, from the Confi
 {{- if and .Values.cluster.failback.enabled (not .Values.cluster.makeBeforeBreak.enabled) }}
 {{- fail "cluster.failback.enabled needs cluster.makeBeforeBreak.enabled: failback makes the Spot room with a placeholder before it evicts" }}
 {{- end }}
+{{- if and .Values.nats.enabled (or .Values.nats.secret.credsKey .Values.nats.secret.nkeySeedKey .Values.nats.secret.tokenKey .Values.nats.secret.caKey) (not .Values.nats.secret.name) }}
+{{- fail "nats.secret.name is required when a nats.secret key is set" }}
+{{- end }}
+{{- if and .Values.nats.enabled (gt (len (compact (list .Values.nats.secret.credsKey .Values.nats.secret.nkeySeedKey .Values.nats.secret.tokenKey))) 1) }}
+{{- fail "set at most one of nats.secret.credsKey, nkeySeedKey and tokenKey" }}
+{{- end }}
 {{- if lt (int .Values.terminationGracePeriodSeconds) (add (int .Values.router.shutdownGraceSeconds) 10) }}
 {{- fail "terminationGracePeriodSeconds must be at least router.shutdownGraceSeconds + 10: the router takes up to the grace plus 5 s to stop, and the kubelet kills it at terminationGracePeriodSeconds" }}
 {{- end }}
@@ -174,8 +180,41 @@ cluster:
   leader_election:
     enabled: {{ .Values.leaderElection.enabled }}
     lease_name: {{ include "eviction-router.leaseName" . | toJson }}
-sinks:
-{{- toYaml .Values.sinks | nindent 2 }}
+sinks:{{ if not (or .Values.sinks .Values.nats.enabled .Values.sse.enabled) }} []{{ end }}
+{{- with .Values.sinks }}
+{{- toYaml . | nindent 2 }}
+{{- end }}
+{{- if .Values.nats.enabled }}
+  - type: nats
+    url: {{ required "nats.url is required when nats.enabled" .Values.nats.url | toJson }}
+    cluster: {{ required "nats.cluster is required when nats.enabled" .Values.nats.cluster | toJson }}
+    subject_prefix: {{ .Values.nats.subjectPrefix | toJson }}
+    mode: {{ .Values.nats.mode }}
+    required: {{ .Values.nats.required }}
+    ack_timeout_ms: {{ int .Values.nats.ackTimeoutMs }}
+    {{- with .Values.nats.secret }}
+    {{- if .credsKey }}
+    creds_file: {{ printf "/etc/eviction-router/nats/%s" .credsKey | toJson }}
+    {{- end }}
+    {{- if .nkeySeedKey }}
+    nkey_seed_file: {{ printf "/etc/eviction-router/nats/%s" .nkeySeedKey | toJson }}
+    {{- end }}
+    {{- if .tokenKey }}
+    token: ${NATS_TOKEN}
+    {{- end }}
+    {{- if .caKey }}
+    tls:
+      ca_file: {{ printf "/etc/eviction-router/nats/%s" .caKey | toJson }}
+    {{- end }}
+    {{- end }}
+{{- end }}
+{{- if .Values.sse.enabled }}
+  - type: sse
+    max_subscribers: {{ int .Values.sse.maxSubscribers }}
+    ring_capacity: {{ int .Values.sse.ringCapacity }}
+    subscriber_buffer: {{ int .Values.sse.subscriberBuffer }}
+    heartbeat_seconds: {{ int .Values.sse.heartbeatSeconds }}
+{{- end }}
 server:
   listen: "0.0.0.0:8080"
 log:
