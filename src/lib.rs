@@ -5,6 +5,7 @@
 //! `docs/ARCHITECTURE.md` shows how the pieces fit.
 
 pub mod ack;
+pub mod analytics;
 pub mod cli;
 pub mod cluster;
 pub mod config;

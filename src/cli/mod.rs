@@ -4,6 +4,7 @@ mod demo;
 #[cfg(any(feature = "aws", feature = "azure", feature = "gcp"))]
 pub(crate) mod inject;
 mod normalize;
+mod report;
 mod service;
 mod tail;
 
@@ -110,6 +111,20 @@ pub enum Command {
     /// `cluster` attribute), as the routers' `nats` sinks publish it. Exit 1 when NATS cannot be
     /// reached.
     Tail(tail::TailArgs),
+    /// Per-pool Spot statistics over a normalised stream (JSON lines), as a table; with --html
+    /// also a self-contained page with charts.
+    ///
+    /// For each pool and each (instance type, zone): Spot node-hours, interruptions per 1,000
+    /// node-hours, lifetime before the notice, rebalance recommendations followed by an
+    /// interruption within 1 h, bursts, and recovery latency by phase. Exit codes: 0 with a
+    /// report; 3 when the stream holds no event; 2 when lines (or --published) are malformed,
+    /// named on stderr (the report of the rest is still printed); 1 when a file cannot be read
+    /// or written.
+    #[command(after_help = "Examples:\n  \
+        eviction-router report events.jsonl\n  \
+        eviction-router run | tee events.jsonl   # later: eviction-router report events.jsonl --html pools.html\n  \
+        eviction-router report --published rates.csv --html pools.html - < events.jsonl")]
+    Report(report::ReportArgs),
 }
 
 fn parse_provider(s: &str) -> Result<Provider, String> {
@@ -130,5 +145,6 @@ pub fn run(cli: Cli) -> u8 {
         #[cfg(any(feature = "aws", feature = "azure", feature = "gcp"))]
         Command::Inject(args) => inject::inject(args),
         Command::Tail(args) => tail::tail(args),
+        Command::Report(args) => report::report(args),
     }
 }
