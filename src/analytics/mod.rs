@@ -342,9 +342,11 @@ impl Analytics {
         &self.config
     }
 
-    /// Observes one normalised event.
+    /// Observes one normalised event (kinds the statistics do not count are skipped).
     pub fn observe_event(&mut self, event: &Event) {
-        self.observe(&Observation::of_event(event));
+        if let Some(obs) = Observation::of_event(event) {
+            self.observe(&obs);
+        }
     }
 
     /// Observes one event of the stream, in about the order they happened (disorder up to the

@@ -66,15 +66,17 @@ impl Signal {
         })
     }
 
-    fn of(kind: Kind) -> Signal {
-        match kind {
+    /// The signal of a kind, or `None` for one the statistics do not count (`failback`).
+    fn of(kind: Kind) -> Option<Signal> {
+        Some(match kind {
             Kind::Interruption => Signal::Interruption,
             Kind::RebalanceRecommendation => Signal::Rebalance,
             Kind::ScheduledMaintenance => Signal::Maintenance,
             Kind::Termination => Signal::Termination,
             Kind::ReplacementReady => Signal::ReplacementReady,
             Kind::PoolAtRisk => Signal::PoolAtRisk,
-        }
+            Kind::Failback => return None,
+        })
     }
 }
 
@@ -226,12 +228,13 @@ impl<'a> Observation<'a> {
         }
     }
 
-    /// The observation of a normalised event (the router's own, on the live side).
-    pub fn of_event(event: &'a Event) -> Observation<'a> {
+    /// The observation of a normalised event (the router's own, on the live side); `None` for
+    /// a kind the statistics do not count.
+    pub fn of_event(event: &'a Event) -> Option<Observation<'a>> {
         let data = &event.data;
         let d = &data.details;
         let text = |key: &str| d.get(key).and_then(Value::as_str);
-        let mut obs = Observation::new(Signal::of(data.kind), data.occurred_at, &data.instance.id);
+        let mut obs = Observation::new(Signal::of(data.kind)?, data.occurred_at, &data.instance.id);
         obs.provider = Some(data.provider.as_str());
         obs.account = data.account.as_deref();
         obs.region = data.region.as_deref();
@@ -254,7 +257,7 @@ impl<'a> Observation<'a> {
         if let Some(Value::Array(rows)) = d.get("capacity") {
             obs.census = rows.iter().filter_map(census_of_value).collect();
         }
-        obs
+        Some(obs)
     }
 }
 

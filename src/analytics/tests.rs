@@ -422,7 +422,7 @@ fn the_observation_of_an_event_equals_that_of_its_json_line() {
     let line = event.to_json_line();
     let parsed = Line::parse(line.as_bytes()).unwrap();
     let from_line = parsed.observation().unwrap().unwrap();
-    let from_event = Observation::of_event(&event);
+    let from_event = Observation::of_event(&event).unwrap();
     assert_eq!(from_line, from_event);
     assert_eq!(from_line.phases.get(Phase::Drained), Some(60.0));
     assert_eq!(from_line.phases.get(Phase::ReplacementReady), Some(95.5));

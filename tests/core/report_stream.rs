@@ -738,12 +738,18 @@ impl<W: Write> Sim<'_, W> {
                         provider_id: event.data.instance.provider_id.clone(),
                         pool,
                         event: (*event).clone(),
+                        cordoned_at: None,
+                        drained_at: None,
                     },
                     node: node.name.clone(),
                     provider_id: node.instance.provider_id.clone(),
+                    created_at: at,
                     ready_at: at,
                 };
                 let mut e = replacement.to_event();
+                // The recorded stream's phases are its own (a share without, as older routers
+                // wrote them).
+                e.data.details.remove("phases");
                 if !self.rng.chance(self.s.legacy_share) {
                     let cordoned = self.rng.range(0.05, 1.5);
                     let drained = (lat * self.rng.range(0.4, 0.9)).max(cordoned + 5.0);

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use eviction_router::ack::Outcome;
-use eviction_router::cluster::config::{MakeBeforeBreakConfig, ShelterConfig};
 use eviction_router::cluster::Emitted;
+use eviction_router::cluster::config::{MakeBeforeBreakConfig, ShelterConfig};
 use eviction_router::config::{ClusterConfig, ClusterMode};
 use eviction_router::event::{Kind, Provider};
 use eviction_router::metrics::Metrics;

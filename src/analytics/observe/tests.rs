@@ -124,8 +124,9 @@ fn kinds_the_statistics_do_not_know_are_none() {
     assert_eq!(observe(&line).unwrap(), None);
     assert_eq!(Signal::from_kind("pool_stats"), Some(Signal::PoolStats));
     for kind in crate::event::Kind::ALL {
-        assert_eq!(Signal::from_kind(kind.as_str()), Some(Signal::of(*kind)));
+        assert_eq!(Signal::from_kind(kind.as_str()), Signal::of(*kind));
     }
+    assert_eq!(Signal::of(crate::event::Kind::Failback), None);
 }
 
 #[test]
