@@ -342,6 +342,27 @@ fn cluster_settings_are_checked_and_name_their_key() {
             "cluster:\n  leader_election:\n    lease_name: ''\n",
             "`cluster.leader_election.lease_name`",
         ),
+        (
+            "cluster:\n  make_before_break:\n    max_pool_share: 1.5\n",
+            "`cluster.make_before_break.max_pool_share`",
+        ),
+        (
+            "cluster:\n  make_before_break:\n    timeout_seconds: 0\n",
+            "`cluster.make_before_break.timeout_seconds`",
+        ),
+        (
+            "cluster:\n  shelter:\n    window_seconds: 0\n",
+            "`cluster.shelter.window_seconds`",
+        ),
+        (
+            "cluster:\n  failback:\n    windows: ['9-10']\n",
+            "`cluster.failback.windows`",
+        ),
+        (
+            "cluster:\n  failback:\n    enabled: true\n  make_before_break:\n    kinds: []\n",
+            "`cluster.failback.enabled`",
+        ),
+        ("cluster:\n  karpenter: sometimes\n", "`cluster.karpenter`"),
     ] {
         let err = parse(&format!("sources:\n  - type: http_ingest\n{text}")).unwrap_err();
         assert!(err.to_string().starts_with(key), "{text}: {err}");
