@@ -753,7 +753,7 @@ impl Stream {
         );
         r.register(
             "sse_subscribers_closed",
-            "Subscribers of GET /v1/events the router ended or refused, by reason (slow, limit, shutdown, gone)",
+            "Subscribers of GET /v1/events that ended or were refused, by reason (slow: cut off a buffer behind; limit: refused at max_subscribers; shutdown; gone: the client left)",
             self.sse_subscribers_closed.clone(),
         );
         r.register(

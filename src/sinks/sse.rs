@@ -132,15 +132,10 @@ impl Drop for Leave {
             let removed = state.subscribers.remove(&self.id).is_some();
             (removed, state.subscribers.len())
         };
-        // Still registered: the client went away (or the hub closed); otherwise `publish`
-        // already cut it off and counted it.
+        // Still registered: the client went away; otherwise `publish` or `close` already
+        // ended it and counted it.
         if removed {
-            let reason = if self.hub.closing.is_cancelled() {
-                "shutdown"
-            } else {
-                "gone"
-            };
-            self.hub.metrics.sse_closed(reason, left);
+            self.hub.metrics.sse_closed("gone", left);
         }
     }
 }
@@ -215,21 +210,26 @@ impl EventHub {
             state.ring.pop_front();
         }
         state.ring.push_back(item.clone());
-        let mut slow = Vec::new();
+        let mut ended = Vec::new();
         for (id, sub) in &state.subscribers {
-            if sub.filter.matches(&item) && sub.tx.try_send(item.clone()).is_err() {
-                // Full (or its stream is just ending): dropping the sender ends the stream once
-                // what it holds is sent.
-                slow.push(*id);
+            if !sub.filter.matches(&item) {
+                continue;
+            }
+            match sub.tx.try_send(item.clone()) {
+                Ok(()) => {}
+                // Dropping the sender ends the stream once what it holds is sent.
+                Err(mpsc::error::TrySendError::Full(_)) => ended.push((*id, "slow")),
+                // Its stream is being dropped (the client went away).
+                Err(mpsc::error::TrySendError::Closed(_)) => ended.push((*id, "gone")),
             }
         }
-        for id in &slow {
+        for (id, _) in &ended {
             state.subscribers.remove(id);
         }
         let left = state.subscribers.len();
         drop(state);
-        for _ in slow {
-            self.metrics.sse_closed("slow", left);
+        for (_, reason) in ended {
+            self.metrics.sse_closed(reason, left);
         }
         self.metrics.sink_delivery("sse", "delivered");
     }
@@ -291,11 +291,10 @@ impl EventHub {
     /// Ends every stream (shutdown): subscribers get what is queued for them, then the end.
     pub fn close(&self) {
         self.closing.cancel();
-        let mut state = self.lock();
         // Dropping the senders ends each live queue once drained.
-        for sub in state.subscribers.values_mut() {
-            let (closed, _) = mpsc::channel(1);
-            sub.tx = closed;
+        let ended = std::mem::take(&mut self.lock().subscribers);
+        for _ in ended.values() {
+            self.metrics.sse_closed("shutdown", 0);
         }
     }
 

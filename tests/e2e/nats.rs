@@ -30,7 +30,15 @@ pub struct NatsServer {
 impl NatsServer {
     /// A single server.
     pub async fn start() -> NatsServer {
-        let server = NatsServer::spawn("n1", free_port(), None);
+        NatsServer::start_with(&[]).await
+    }
+
+    /// A single server with more command-line options (`--auth TOKEN`).
+    pub async fn start_with(extra: &[&str]) -> NatsServer {
+        let mut server = NatsServer::spawn("n1", free_port(), None);
+        server.kill();
+        server.args.extend(extra.iter().map(|a| (*a).to_owned()));
+        server.restart_now();
         server.wait_listening().await;
         server
     }
@@ -682,4 +690,50 @@ async fn nats_tail_prints_the_stream_as_structured_json_lines_live_and_from_the_
     // No server: exit 1 with the reason.
     let mut none = Tail::start(&["--nats", &format!("nats://127.0.0.1:{}", free_port())]);
     assert_eq!(none.exit_code(Duration::from_secs(20)), Some(1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_sink_authenticates_with_a_token_and_readyz_names_a_refused_one() {
+    let token = "s3cret-token-for-the-router";
+    let nats = NatsServer::start_with(&["--auth", token]).await;
+    let url = nats.url();
+    let client = async_nats::ConnectOptions::with_token(token.into())
+        .connect(url.as_str())
+        .await
+        .unwrap();
+    let js = jetstream::new(client);
+    create_stream(&js, 1).await;
+    let http = reqwest::Client::new();
+    let settings = "    required: true\n    token: ${NATS_TOKEN}\n    ack_timeout_ms: 500\n    max_attempts: 1\n    readiness_grace_seconds: 1\n";
+
+    let good = Router::start(
+        &config(settings),
+        &[("NATS_URL", url.clone()), ("NATS_TOKEN", token.into())],
+    )
+    .await;
+    assert_eq!(
+        ingest(&http, &good.base, &interruption("auth-1")).await,
+        200
+    );
+    assert_eq!(ids_in_stream(&js).await.get("auth-1"), Some(&1));
+
+    let bad = Router::start(
+        &config(settings),
+        &[("NATS_URL", url), ("NATS_TOKEN", "wrong-token".into())],
+    )
+    .await;
+    assert_eq!(ingest(&http, &bad.base, &interruption("auth-2")).await, 503);
+    let body = eventually(
+        Duration::from_secs(20),
+        "readyz to name the refused sink",
+        async || {
+            let (status, body) = bad.readyz().await;
+            (status == 503 && body.contains("nats_sink: failing")).then_some(body)
+        },
+    )
+    .await;
+    assert!(
+        !body.contains("wrong-token"),
+        "the token is not shown: {body}"
+    );
 }
