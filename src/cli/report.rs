@@ -12,7 +12,6 @@ mod table;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender};
 
@@ -134,7 +133,8 @@ fn pieces(mut block: &[u8]) -> Vec<&[u8]> {
 
 /// Parses and observes the lines of a block, in order. With two cores, a second thread parses
 /// pieces while this one parses pieces too and observes each piece as soon as it and those
-/// before it are parsed, so both cores stay busy and the order of the stream is kept.
+/// before it are parsed, so both cores stay busy and the order of the stream is kept. When
+/// nothing is left to parse it blocks on the other thread's next result (no spinning).
 fn process_block(block: &[u8], parallel: bool, analytics: &mut Analytics, lines: &mut Lines) {
     let pieces = pieces(block);
     if !parallel || pieces.len() < 2 {
@@ -143,25 +143,40 @@ fn process_block(block: &[u8], parallel: bool, analytics: &mut Analytics, lines:
         }
         return;
     }
-    let parsed: Vec<OnceLock<Vec<Item<'_>>>> = pieces.iter().map(|_| OnceLock::new()).collect();
+    let pieces = &pieces;
     let next = AtomicUsize::new(0);
-    let take = || {
+    let next = &next;
+    let take = move || {
         let k = next.fetch_add(1, Ordering::Relaxed);
-        let piece = pieces.get(k)?;
-        let _ = parsed[k].set(parse_lines(piece));
-        Some(())
+        (k < pieces.len()).then_some(k)
     };
     std::thread::scope(|s| {
-        s.spawn(|| while take().is_some() {});
-        for slot in &parsed {
+        let (done, results) = mpsc::channel();
+        s.spawn(move || {
+            while let Some(k) = take() {
+                if done.send((k, parse_lines(pieces[k]))).is_err() {
+                    return;
+                }
+            }
+        });
+        let mut parsed: Vec<Option<Vec<Item<'_>>>> = pieces.iter().map(|_| None).collect();
+        for i in 0..pieces.len() {
             loop {
-                if let Some(items) = slot.get() {
-                    observe_items(items, analytics, lines);
+                for (k, items) in results.try_iter() {
+                    parsed[k] = Some(items);
+                }
+                if let Some(items) = parsed[i].take() {
+                    observe_items(&items, analytics, lines);
                     break;
                 }
-                // Not parsed yet: parse a later piece meanwhile, or wait for the other thread.
-                if take().is_none() {
-                    std::thread::yield_now();
+                match take() {
+                    Some(k) => parsed[k] = Some(parse_lines(pieces[k])),
+                    // Piece `i` is the other thread's: wait for it (or, should that thread
+                    // have died, parse it here).
+                    None => match results.recv() {
+                        Ok((k, items)) => parsed[k] = Some(items),
+                        Err(_) => parsed[i] = Some(parse_lines(pieces[i])),
+                    },
                 }
             }
         }
