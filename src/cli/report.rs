@@ -77,12 +77,15 @@ enum Item<'a> {
     Escaped(&'a [u8]),
 }
 
-fn item(line: &[u8]) -> Item<'_> {
-    let parsed = Line::parse(line).and_then(|l| l.detached_observation());
-    match parsed {
+fn item<'a>(raw: &'a [u8], text: Option<&'a str>) -> Item<'a> {
+    let line = match text {
+        Some(text) => Line::parse_str(text),
+        None => Line::parse(raw),
+    };
+    match line.and_then(|l| l.detached_observation()) {
         Ok(Ok(Some(obs))) => Item::Observed(obs),
         Ok(Ok(None)) => Item::Unknown,
-        Ok(Err(Escaped)) => Item::Escaped(line),
+        Ok(Err(Escaped)) => Item::Escaped(raw),
         Err(e) => Item::Malformed(e),
     }
 }
@@ -91,25 +94,39 @@ fn newline(bytes: &[u8]) -> Option<usize> {
     find_byte(bytes, b'\n')
 }
 
-fn parse_lines(mut chunk: &[u8]) -> Vec<Item<'_>> {
+fn parse_lines(piece: &[u8]) -> Vec<Item<'_>> {
+    // One UTF-8 check of the whole piece (cheaper than one per line); when it fails, each
+    // line is checked on its own so that only the bad ones are malformed.
+    let text = std::str::from_utf8(piece).ok();
     // Lines of the router's events are about a kilobyte.
-    let mut items = Vec::with_capacity(chunk.len() / 512 + 1);
-    while !chunk.is_empty() {
-        let (line, rest) = match newline(chunk) {
-            Some(at) => (&chunk[..at], &chunk[at + 1..]),
-            None => (chunk, &chunk[chunk.len()..]),
-        };
-        chunk = rest;
-        let line = line.trim_ascii();
+    let mut items = Vec::with_capacity(piece.len() / 512 + 1);
+    let mut from = 0;
+    while from < piece.len() {
+        let to = newline(&piece[from..]).map_or(piece.len(), |at| from + at);
+        let (start, end) = trimmed(piece, from, to);
+        from = to + 1;
+        let line = &piece[start..end];
         items.push(if line.is_empty() {
             Item::Blank
         } else if line.len() > MAX_LINE_BYTES {
             Item::TooLong
         } else {
-            item(line)
+            // `\n` and ASCII whitespace are char boundaries.
+            item(line, text.and_then(|t| t.get(start..end)))
         });
     }
     items
+}
+
+/// `bytes[from..to]` without its ASCII whitespace at both ends, as a range.
+fn trimmed(bytes: &[u8], mut from: usize, mut to: usize) -> (usize, usize) {
+    while from < to && bytes[from].is_ascii_whitespace() {
+        from += 1;
+    }
+    while to > from && bytes[to - 1].is_ascii_whitespace() {
+        to -= 1;
+    }
+    (from, to)
 }
 
 /// A piece of a block: what a thread takes at a time. Small enough that two threads finish
@@ -511,5 +528,21 @@ mod tests {
         let text = format!("{}{}", stream(2), long.trim_end());
         let (lines, _) = read(&text, 1_000);
         assert_eq!((lines.read, lines.malformed), (3, 1));
+    }
+
+    #[test]
+    fn a_line_that_is_not_utf8_is_malformed_alone() {
+        let mut text = stream(3).into_bytes();
+        text.extend_from_slice(b"{\"x\":\"\xff\"}\n");
+        text.extend_from_slice(stream(2).as_bytes());
+        let mut a = Analytics::default();
+        let lines = read_blocks(&text[..], &mut a, BLOCK_BYTES).unwrap();
+        assert_eq!((lines.read, lines.malformed), (6, 1));
+        assert!(
+            lines.shown[0].starts_with("line 4: not UTF-8"),
+            "{:?}",
+            lines.shown
+        );
+        assert_eq!(a.stats(a.latest().unwrap()).events.interruption, 5);
     }
 }
