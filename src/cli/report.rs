@@ -12,7 +12,6 @@ mod table;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender};
 
@@ -78,12 +77,15 @@ enum Item<'a> {
     Escaped(&'a [u8]),
 }
 
-fn item(line: &[u8]) -> Item<'_> {
-    let parsed = Line::parse(line).and_then(|l| l.detached_observation());
-    match parsed {
+fn item<'a>(raw: &'a [u8], text: Option<&'a str>) -> Item<'a> {
+    let line = match text {
+        Some(text) => Line::parse_str(text),
+        None => Line::parse(raw),
+    };
+    match line.and_then(|l| l.detached_observation()) {
         Ok(Ok(Some(obs))) => Item::Observed(obs),
         Ok(Ok(None)) => Item::Unknown,
-        Ok(Err(Escaped)) => Item::Escaped(line),
+        Ok(Err(Escaped)) => Item::Escaped(raw),
         Err(e) => Item::Malformed(e),
     }
 }
@@ -92,25 +94,39 @@ fn newline(bytes: &[u8]) -> Option<usize> {
     find_byte(bytes, b'\n')
 }
 
-fn parse_lines(mut chunk: &[u8]) -> Vec<Item<'_>> {
+fn parse_lines(piece: &[u8]) -> Vec<Item<'_>> {
+    // One UTF-8 check of the whole piece (cheaper than one per line); when it fails, each
+    // line is checked on its own so that only the bad ones are malformed.
+    let text = std::str::from_utf8(piece).ok();
     // Lines of the router's events are about a kilobyte.
-    let mut items = Vec::with_capacity(chunk.len() / 512 + 1);
-    while !chunk.is_empty() {
-        let (line, rest) = match newline(chunk) {
-            Some(at) => (&chunk[..at], &chunk[at + 1..]),
-            None => (chunk, &chunk[chunk.len()..]),
-        };
-        chunk = rest;
-        let line = line.trim_ascii();
+    let mut items = Vec::with_capacity(piece.len() / 512 + 1);
+    let mut from = 0;
+    while from < piece.len() {
+        let to = newline(&piece[from..]).map_or(piece.len(), |at| from + at);
+        let (start, end) = trimmed(piece, from, to);
+        from = to + 1;
+        let line = &piece[start..end];
         items.push(if line.is_empty() {
             Item::Blank
         } else if line.len() > MAX_LINE_BYTES {
             Item::TooLong
         } else {
-            item(line)
+            // `\n` and ASCII whitespace are char boundaries.
+            item(line, text.and_then(|t| t.get(start..end)))
         });
     }
     items
+}
+
+/// `bytes[from..to]` without its ASCII whitespace at both ends, as a range.
+fn trimmed(bytes: &[u8], mut from: usize, mut to: usize) -> (usize, usize) {
+    while from < to && bytes[from].is_ascii_whitespace() {
+        from += 1;
+    }
+    while to > from && bytes[to - 1].is_ascii_whitespace() {
+        to -= 1;
+    }
+    (from, to)
 }
 
 /// A piece of a block: what a thread takes at a time. Small enough that two threads finish
@@ -134,7 +150,8 @@ fn pieces(mut block: &[u8]) -> Vec<&[u8]> {
 
 /// Parses and observes the lines of a block, in order. With two cores, a second thread parses
 /// pieces while this one parses pieces too and observes each piece as soon as it and those
-/// before it are parsed, so both cores stay busy and the order of the stream is kept.
+/// before it are parsed, so both cores stay busy and the order of the stream is kept. When
+/// nothing is left to parse it blocks on the other thread's next result (no spinning).
 fn process_block(block: &[u8], parallel: bool, analytics: &mut Analytics, lines: &mut Lines) {
     let pieces = pieces(block);
     if !parallel || pieces.len() < 2 {
@@ -143,25 +160,40 @@ fn process_block(block: &[u8], parallel: bool, analytics: &mut Analytics, lines:
         }
         return;
     }
-    let parsed: Vec<OnceLock<Vec<Item<'_>>>> = pieces.iter().map(|_| OnceLock::new()).collect();
+    let pieces = &pieces;
     let next = AtomicUsize::new(0);
-    let take = || {
+    let next = &next;
+    let take = move || {
         let k = next.fetch_add(1, Ordering::Relaxed);
-        let piece = pieces.get(k)?;
-        let _ = parsed[k].set(parse_lines(piece));
-        Some(())
+        (k < pieces.len()).then_some(k)
     };
     std::thread::scope(|s| {
-        s.spawn(|| while take().is_some() {});
-        for slot in &parsed {
+        let (done, results) = mpsc::channel();
+        s.spawn(move || {
+            while let Some(k) = take() {
+                if done.send((k, parse_lines(pieces[k]))).is_err() {
+                    return;
+                }
+            }
+        });
+        let mut parsed: Vec<Option<Vec<Item<'_>>>> = pieces.iter().map(|_| None).collect();
+        for i in 0..pieces.len() {
             loop {
-                if let Some(items) = slot.get() {
-                    observe_items(items, analytics, lines);
+                for (k, items) in results.try_iter() {
+                    parsed[k] = Some(items);
+                }
+                if let Some(items) = parsed[i].take() {
+                    observe_items(&items, analytics, lines);
                     break;
                 }
-                // Not parsed yet: parse a later piece meanwhile, or wait for the other thread.
-                if take().is_none() {
-                    std::thread::yield_now();
+                match take() {
+                    Some(k) => parsed[k] = Some(parse_lines(pieces[k])),
+                    // Piece `i` is the other thread's: wait for it (or, should that thread
+                    // have died, parse it here).
+                    None => match results.recv() {
+                        Ok((k, items)) => parsed[k] = Some(items),
+                        Err(_) => parsed[i] = Some(parse_lines(pieces[i])),
+                    },
                 }
             }
         }
@@ -496,5 +528,21 @@ mod tests {
         let text = format!("{}{}", stream(2), long.trim_end());
         let (lines, _) = read(&text, 1_000);
         assert_eq!((lines.read, lines.malformed), (3, 1));
+    }
+
+    #[test]
+    fn a_line_that_is_not_utf8_is_malformed_alone() {
+        let mut text = stream(3).into_bytes();
+        text.extend_from_slice(b"{\"x\":\"\xff\"}\n");
+        text.extend_from_slice(stream(2).as_bytes());
+        let mut a = Analytics::default();
+        let lines = read_blocks(&text[..], &mut a, BLOCK_BYTES).unwrap();
+        assert_eq!((lines.read, lines.malformed), (6, 1));
+        assert!(
+            lines.shown[0].starts_with("line 4: not UTF-8"),
+            "{:?}",
+            lines.shown
+        );
+        assert_eq!(a.stats(a.latest().unwrap()).events.interruption, 5);
     }
 }

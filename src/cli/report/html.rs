@@ -765,14 +765,19 @@ fn common_cells(h: &mut String, g: &crate::analytics::GroupStats) {
     cell(h, &percent(g.burst_factor), g.burst_factor.or(Some(-1.0)));
 }
 
-const COMMON_HEADS: &str = "<th>node-hours</th><th>interruptions</th><th>per 1k node-h</th>\
-    <th>lifetime p50 / p90</th><th>rebalances</th><th>followed ≤ 1 h</th><th>in bursts</th>";
+const COMMON_HEADS: &str = "<th title=\"Spot node-hours from the census\">node-h</th>\
+    <th title=\"interruptions (repeat notices not counted)\">intr.</th>\
+    <th title=\"interruptions per 1,000 Spot node-hours\">/1k node-h</th>\
+    <th title=\"Node creation to notice\">lifetime p50 / p90</th>\
+    <th title=\"rebalance recommendations\">rebal.</th>\
+    <th title=\"recommendations followed by an interruption within 1 h, of those decided\">followed ≤ 1 h</th>\
+    <th title=\"interruptions within 3 min of another in the pool\">bursts</th>";
 
 fn pools_table(h: &mut String, stats: &Stats, palette: &Palette) {
     let _ = write!(
         h,
         "<section class=\"card\"><h2>Pools</h2><div class=\"scroll\"><table class=\"sortable\"><thead><tr>\
-         <th class=\"t\">pool</th>{COMMON_HEADS}<th>replacement ready p50 / p90 / p99</th></tr></thead><tbody>"
+         <th class=\"t\">pool</th>{COMMON_HEADS}<th title=\"notice to replacement Node Ready\">ready p50 / p90 / p99</th></tr></thead><tbody>"
     );
     let row = |h: &mut String, p: &PoolStats, tag: &str| {
         let colour = palette.colour(&p.pool);
@@ -805,16 +810,16 @@ fn capacity_table(h: &mut String, report: &Report) {
     let _ = write!(
         h,
         "<section class=\"card\"><h2>Instance types and zones</h2><div class=\"scroll\"><table class=\"sortable\"><thead><tr>\
-         <th class=\"t\">instance type</th><th class=\"t\">zone</th>{COMMON_HEADS}<th>shelters</th>{}</tr></thead><tbody>",
+         <th class=\"t\">instance type</th><th class=\"t\">zone</th>{COMMON_HEADS}<th title=\"pool_at_risk events: sibling shelters\">shelters</th>{}</tr></thead><tbody>",
         if report.has_published {
-            "<th class=\"t\">published / month</th><th>observed / month</th><th class=\"t\">verdict</th>"
+            "<th class=\"t\" title=\"published share interrupted per month\">published</th><th title=\"observed share interrupted per month\">observed</th><th class=\"t\">verdict</th>"
         } else {
             ""
         }
     );
     for (c, published) in stats.capacity.iter().zip(&report.published) {
         let zone = match (&c.zone_id, &c.zone_name) {
-            (Some(id), Some(name)) if id != name => format!("{id} ({name})"),
+            (Some(id), Some(name)) if id != name => format!("{id} · {name}"),
             _ => c.zone.clone(),
         };
         h.push_str("<tr>");
@@ -892,8 +897,8 @@ svg.chart{width:100%;height:auto;display:block}\
 .group{font-size:12.5px;font-weight:600;fill:#1d2330}\
 .dim{opacity:.15}\
 .scroll{overflow-x:auto}\
-table{border-collapse:collapse;width:100%;font-size:13px}\
-th,td{padding:5px 8px;text-align:right;white-space:nowrap;border-bottom:1px solid #eceef1}\
+table{border-collapse:collapse;width:100%;font-size:12.5px}\
+th,td{padding:4px 6px;text-align:right;white-space:nowrap;border-bottom:1px solid #eceef1}\
 th.t,td.t{text-align:left}\
 thead th{cursor:pointer;color:#3a4252;font-weight:600;user-select:none;white-space:normal;vertical-align:bottom}\
 thead th[aria-sort=ascending]::after{content:' ▲'}thead th[aria-sort=descending]::after{content:' ▼'}\
