@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Offline checks for the Terraform under infra/:
 #   1. terraform fmt -check on every cloud's directory that exists;
-#   2. terraform init (from a local provider mirror) + validate, and the
-#      module's plan tests, for infra/aws and infra/aws/examples/complete;
+#   2. terraform init (from a local provider mirror) + validate for infra/aws
+#      and its examples (complete, asg-lifecycle), and the offline plan tests
+#      of the module and of the asg-lifecycle example;
 #   3. checkov over infra/.
 #
 # No network is needed. The hashicorp/aws provider must be present in a
@@ -18,10 +19,12 @@ INFRA_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 TF_MODULE_DIRS=(
   aws
   aws/examples/complete
+  aws/examples/asg-lifecycle
 )
 # Modules whose tests/*.tftest.hcl run offline with `terraform test`.
 TF_TEST_DIRS=(
   aws
+  aws/examples/asg-lifecycle
 )
 
 export TF_IN_AUTOMATION=1

@@ -97,6 +97,23 @@ locals {
 
   create_role = var.identity_mode != "none"
 
+  # The tag that marks the Auto Scaling groups whose termination lifecycle actions the router may
+  # complete and heartbeat. kubernetes.io/cluster/<cluster> = owned is on the groups of EKS
+  # managed node groups (EKS adds it, with eks:cluster-name) and on those of the usual
+  # self-managed tooling (the terraform-aws-eks self-managed-node-group module, eksctl), because
+  # the AWS cloud provider expects it on a cluster's instances; eks:cluster-name is only set by EKS
+  # itself, so it would leave self-managed groups out.
+  lifecycle_group_tag_key = var.lifecycle_group_tag_key != null ? var.lifecycle_group_tag_key : (
+    var.cluster_name != null ? "kubernetes.io/cluster/${var.cluster_name}" : null
+  )
+  lifecycle_group_tag = var.enable_asg_lifecycle && local.lifecycle_group_tag_key != null ? {
+    key   = local.lifecycle_group_tag_key
+    value = var.lifecycle_group_tag_value
+  } : null
+  # Every group of this account and region: a group's ARN holds a generated id, and the tag
+  # condition does the narrowing.
+  autoscaling_group_arns = "arn:${local.partition}:autoscaling:${local.region}:${local.account_id}:autoScalingGroup:*:autoScalingGroupName/*"
+
   # Issuer host and path of the cluster's OIDC provider, e.g.
   # oidc.eks.eu-west-1.amazonaws.com/id/EXAMPLE, used as condition key prefix.
   oidc_issuer = try(
@@ -345,6 +362,39 @@ data "aws_iam_policy_document" "router" {
         variable = "events:source"
         values   = [local.drill_source]
       }
+    }
+  }
+
+  # After draining the Node of an instance held in Terminating:Wait by a termination lifecycle
+  # hook, the router completes the action with CONTINUE, and heartbeats it while a long drain runs.
+  # Both actions require the autoScalingGroup resource type
+  # (arn:${Partition}:autoscaling:${Region}:${Account}:autoScalingGroup:${GroupId}:autoScalingGroupName/${GroupFriendlyName})
+  # and support the condition key autoscaling:ResourceTag/${TagKey}: Service Authorization
+  # Reference, "Actions, resources, and condition keys for Amazon EC2 Auto Scaling",
+  # https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonec2autoscaling.html
+  dynamic "statement" {
+    for_each = local.lifecycle_group_tag != null ? [local.lifecycle_group_tag] : []
+
+    content {
+      sid = "CompleteLifecycleActions"
+      actions = [
+        "autoscaling:CompleteLifecycleAction",
+        "autoscaling:RecordLifecycleActionHeartbeat",
+      ]
+      resources = [local.autoscaling_group_arns]
+
+      condition {
+        test     = "StringEquals"
+        variable = "autoscaling:ResourceTag/${statement.value.key}"
+        values   = [statement.value.value]
+      }
+    }
+  }
+
+  lifecycle {
+    precondition {
+      condition     = !var.enable_asg_lifecycle || local.lifecycle_group_tag_key != null
+      error_message = "enable_asg_lifecycle = true lets the router complete the lifecycle actions of the Auto Scaling groups tagged lifecycle_group_tag_key = lifecycle_group_tag_value: set cluster_name (the key then defaults to kubernetes.io/cluster/<cluster_name>) or lifecycle_group_tag_key, or set enable_asg_lifecycle = false."
     }
   }
 }

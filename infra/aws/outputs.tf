@@ -53,6 +53,11 @@ output "router_policy_json" {
   value       = data.aws_iam_policy_document.router.json
 }
 
+output "lifecycle_group_tag" {
+  description = "The tag ({ key, value }) an Auto Scaling group must carry for the router to complete and heartbeat its termination lifecycle actions, or null when enable_asg_lifecycle is false. Put it on the groups of the cluster's nodes."
+  value       = local.lifecycle_group_tag
+}
+
 output "pod_identity_association_id" {
   description = "ID of the EKS Pod Identity association, or null when none was created."
   value       = one(aws_eks_pod_identity_association.router[*].association_id)

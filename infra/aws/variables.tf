@@ -134,7 +134,7 @@ variable "enable_health_events" {
 }
 
 variable "enable_asg_lifecycle" {
-  description = "Route Auto Scaling \"EC2 Instance-terminate Lifecycle Action\" events to the queue."
+  description = "Route Auto Scaling \"EC2 Instance-terminate Lifecycle Action\" events to the queue, and let the router role complete (CONTINUE) and heartbeat the lifecycle actions of the groups tagged lifecycle_group_tag_key = lifecycle_group_tag_value. Needs cluster_name or lifecycle_group_tag_key."
   type        = bool
   default     = true
 }
@@ -143,6 +143,36 @@ variable "enable_drill" {
   description = "Route fire-drill events (source \"eviction-router.drill\") to the queue and allow the router role to publish them with events:PutEvents. Off by default: with it on, any principal allowed events:PutEvents on the bus can make the router drain a Node."
   type        = bool
   default     = false
+}
+
+variable "lifecycle_group_tag_key" {
+  description = "Tag key that marks the Auto Scaling groups whose termination lifecycle actions the router may complete and heartbeat (only with enable_asg_lifecycle). Null (the default) means kubernetes.io/cluster/<cluster_name>, the tag that EKS managed node groups and the common self-managed node group tooling put on a cluster's groups; set it when cluster_name is not set or your groups are marked otherwise."
+  type        = string
+  default     = null
+
+  validation {
+    # try(): the operands of || are all evaluated, and the functions refuse null.
+    condition = var.lifecycle_group_tag_key == null || try(
+      length(trimspace(var.lifecycle_group_tag_key)) > 0 &&
+      trimspace(var.lifecycle_group_tag_key) == var.lifecycle_group_tag_key &&
+      length(var.lifecycle_group_tag_key) <= 128 &&
+      !startswith(lower(var.lifecycle_group_tag_key), "aws:"),
+      false
+    )
+    error_message = "lifecycle_group_tag_key must be null or an Auto Scaling group tag key: 1-128 characters, no leading or trailing white space, not starting with \"aws:\"."
+  }
+}
+
+variable "lifecycle_group_tag_value" {
+  description = "Value that lifecycle_group_tag_key must have on a group for the router to complete its lifecycle actions. Defaults to \"owned\", the value EKS and the node group tooling give kubernetes.io/cluster/<cluster_name>."
+  type        = string
+  default     = "owned"
+  nullable    = false
+
+  validation {
+    condition     = length(trimspace(var.lifecycle_group_tag_value)) > 0 && length(var.lifecycle_group_tag_value) <= 256
+    error_message = "lifecycle_group_tag_value must be a non-blank tag value of at most 256 characters."
+  }
 }
 
 variable "lifecycle_hook_role_arns" {
@@ -194,7 +224,7 @@ variable "oidc_provider_url" {
 }
 
 variable "cluster_name" {
-  description = "EKS cluster name. When set and identity_mode is \"pod_identity\", an EKS Pod Identity association for namespace/service_account is created."
+  description = "EKS cluster name. When set and identity_mode is \"pod_identity\", an EKS Pod Identity association for namespace/service_account is created. With enable_asg_lifecycle it also gives lifecycle_group_tag_key its default, kubernetes.io/cluster/<cluster_name>."
   type        = string
   default     = null
 

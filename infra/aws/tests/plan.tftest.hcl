@@ -22,6 +22,8 @@ override_data {
 
 variables {
   oidc_provider_arn = "arn:aws:iam::111122223333:oidc-provider/oidc.eks.eu-west-1.amazonaws.com/id/EXAMPLED539D4633E53DE1B71EXAMPLE"
+  # enable_asg_lifecycle is on by default and needs a tag key; cluster_name gives it its default.
+  cluster_name = "prod"
 }
 
 run "irsa_defaults" {
@@ -85,8 +87,8 @@ run "router_policy" {
   command = plan
 
   assert {
-    condition     = [for s in jsondecode(output.router_policy_json).Statement : s.Sid] == ["ConsumeEventQueue"]
-    error_message = "Default policy: consume the queue, nothing else (the drill is off)."
+    condition     = [for s in jsondecode(output.router_policy_json).Statement : s.Sid] == ["ConsumeEventQueue", "CompleteLifecycleActions"]
+    error_message = "Default policy: consume the queue and complete lifecycle actions, nothing else (the drill is off)."
   }
 
   assert {
@@ -167,8 +169,8 @@ run "drill_when_enabled" {
   }
 
   assert {
-    condition     = [for s in jsondecode(output.router_policy_json).Statement : s.Sid] == ["ConsumeEventQueue", "PublishFireDrillEvents"]
-    error_message = "With the drill: consume the queue and publish drill events, nothing else."
+    condition     = [for s in jsondecode(output.router_policy_json).Statement : s.Sid] == ["ConsumeEventQueue", "PublishFireDrillEvents", "CompleteLifecycleActions"]
+    error_message = "With the drill: consume the queue, publish drill events and complete lifecycle actions, nothing else."
   }
 
   assert {
@@ -252,6 +254,134 @@ run "no_role_minimal_rules_kms" {
     condition     = output.event_bus_arn == "arn:aws:events:eu-west-1:111122223333:event-bus/platform-events"
     error_message = "Event bus ARN must be built from the bus name."
   }
+}
+
+run "asg_lifecycle_completion" {
+  command = plan
+
+  assert {
+    condition     = length([for s in jsondecode(output.router_policy_json).Statement : s if s.Sid == "CompleteLifecycleActions"]) == 1
+    error_message = "With enable_asg_lifecycle (the default) there is exactly one lifecycle statement."
+  }
+
+  assert {
+    condition = (
+      one([for s in jsondecode(output.router_policy_json).Statement : s if s.Sid == "CompleteLifecycleActions"]).Effect == "Allow" &&
+      length(one([for s in jsondecode(output.router_policy_json).Statement : s if s.Sid == "CompleteLifecycleActions"]).Action) == 2 &&
+      toset(one([for s in jsondecode(output.router_policy_json).Statement : s if s.Sid == "CompleteLifecycleActions"]).Action) == toset(["autoscaling:CompleteLifecycleAction", "autoscaling:RecordLifecycleActionHeartbeat"])
+    )
+    error_message = "The lifecycle statement allows exactly CompleteLifecycleAction and RecordLifecycleActionHeartbeat."
+  }
+
+  assert {
+    condition     = one([for s in jsondecode(output.router_policy_json).Statement : s if s.Sid == "CompleteLifecycleActions"]).Resource == "arn:aws:autoscaling:eu-west-1:111122223333:autoScalingGroup:*:autoScalingGroupName/*"
+    error_message = "The lifecycle statement covers the Auto Scaling groups of this account and region only."
+  }
+
+  assert {
+    condition = one([for s in jsondecode(output.router_policy_json).Statement : s if s.Sid == "CompleteLifecycleActions"]).Condition == {
+      StringEquals = { "autoscaling:ResourceTag/kubernetes.io/cluster/prod" = "owned" }
+    }
+    error_message = "The groups are narrowed to the cluster's by kubernetes.io/cluster/<cluster_name> = owned, and nothing else."
+  }
+
+  assert {
+    condition     = output.lifecycle_group_tag == { key = "kubernetes.io/cluster/prod", value = "owned" }
+    error_message = "lifecycle_group_tag reports the tag the condition expects."
+  }
+
+  assert {
+    condition     = jsondecode(aws_iam_role_policy.router[0].policy) == jsondecode(output.router_policy_json)
+    error_message = "The role carries the policy with the lifecycle statement."
+  }
+}
+
+run "asg_lifecycle_with_own_tag" {
+  command = plan
+
+  variables {
+    cluster_name              = null
+    lifecycle_group_tag_key   = "eviction-router/lifecycle"
+    lifecycle_group_tag_value = "complete"
+    identity_mode             = "none"
+    oidc_provider_arn         = null
+  }
+
+  assert {
+    condition = one([for s in jsondecode(output.router_policy_json).Statement : s if s.Sid == "CompleteLifecycleActions"]).Condition == {
+      StringEquals = { "autoscaling:ResourceTag/eviction-router/lifecycle" = "complete" }
+    }
+    error_message = "A given tag key and value replace the default, also without cluster_name, and also in router_policy_json for a role of one's own."
+  }
+
+  assert {
+    condition     = output.lifecycle_group_tag == { key = "eviction-router/lifecycle", value = "complete" }
+    error_message = "lifecycle_group_tag reports the given tag."
+  }
+}
+
+run "asg_lifecycle_off" {
+  command = plan
+
+  variables {
+    enable_asg_lifecycle = false
+    cluster_name         = null
+  }
+
+  assert {
+    condition     = [for s in jsondecode(output.router_policy_json).Statement : s.Sid] == ["ConsumeEventQueue"]
+    error_message = "Without enable_asg_lifecycle there is no autoscaling permission."
+  }
+
+  assert {
+    condition     = length([for s in jsondecode(output.router_policy_json).Statement : s if length([for a in flatten([s.Action]) : a if startswith(a, "autoscaling:")]) > 0]) == 0
+    error_message = "No statement grants any autoscaling action."
+  }
+
+  assert {
+    condition     = !contains(keys(aws_cloudwatch_event_rule.this), "asg-lifecycle") && output.lifecycle_group_tag == null
+    error_message = "No asg-lifecycle rule and no lifecycle tag when the feature is off."
+  }
+}
+
+run "asg_lifecycle_needs_a_tag_key" {
+  command = plan
+
+  variables {
+    cluster_name = null
+  }
+
+  expect_failures = [data.aws_iam_policy_document.router]
+}
+
+run "rejects_blank_lifecycle_tag_key" {
+  command = plan
+
+  variables {
+    lifecycle_group_tag_key = "  "
+  }
+
+  expect_failures = [var.lifecycle_group_tag_key]
+}
+
+run "rejects_reserved_lifecycle_tag_key" {
+  command = plan
+
+  variables {
+    lifecycle_group_tag_key = "aws:autoscaling:groupName"
+  }
+
+  expect_failures = [var.lifecycle_group_tag_key]
+}
+
+run "rejects_empty_lifecycle_tag_value" {
+  command = plan
+
+  variables {
+    lifecycle_group_tag_value = ""
+  }
+
+  expect_failures = [var.lifecycle_group_tag_value]
 }
 
 run "irsa_requires_oidc_provider" {

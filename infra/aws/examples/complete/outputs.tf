@@ -23,6 +23,11 @@ output "role_arn" {
   value       = module.eviction_router.role_arn
 }
 
+output "lifecycle_group_tag" {
+  description = "Tag an Auto Scaling group needs for the router to complete its termination lifecycle actions."
+  value       = module.eviction_router.lifecycle_group_tag
+}
+
 output "region" {
   description = "Region of the resources (Helm value aws.region)."
   value       = module.eviction_router.region

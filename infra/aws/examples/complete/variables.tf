@@ -40,7 +40,7 @@ variable "oidc_provider_arn" {
 }
 
 variable "cluster_name" {
-  description = "EKS cluster name; used for the Pod Identity association when identity_mode is \"pod_identity\"."
+  description = "EKS cluster name: the router may complete the lifecycle actions of the Auto Scaling groups tagged kubernetes.io/cluster/<cluster_name> = owned, and with identity_mode = \"pod_identity\" it names the cluster of the Pod Identity association. The default is a placeholder: replace it."
   type        = string
   default     = "example"
 }
