@@ -106,6 +106,8 @@ wire_enum! {
         /// Emitted by the router itself when it moved (or tried to move) an owner's pods from
         /// on-demand back to Spot.
         Failback => "failback",
+        /// Emitted by the router itself every period: a Spot pool's census and statistics.
+        PoolStats => "pool_stats",
     }
 }
 
@@ -160,6 +162,7 @@ impl Kind {
             Kind::ReplacementReady => "eviction-router.replacement_ready.v1",
             Kind::PoolAtRisk => "eviction-router.pool_at_risk.v1",
             Kind::Failback => "eviction-router.failback.v1",
+            Kind::PoolStats => "eviction-router.pool_stats.v1",
         }
     }
 }

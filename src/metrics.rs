@@ -15,7 +15,11 @@ use crate::ack::Outcome;
 use crate::event::{Event, Provider};
 use crate::providers::{Ignored, ParseError};
 
+mod lifecycle;
+mod pools;
 mod recovery;
+
+pub use recovery::MAX_POOLS;
 
 /// Histogram buckets in seconds, from 5 ms to the 600 s a maintenance lead can take.
 const BUCKETS: [f64; 16] = [
@@ -98,6 +102,8 @@ pub struct Metrics {
     recovery: recovery::Recovery,
     hardening: Hardening,
     stream: Stream,
+    lifecycle: lifecycle::Lifecycle,
+    pools: pools::Pools,
 }
 
 /// The metrics of the hardening against hostile traffic, outages and fan-out (one block, so
@@ -178,6 +184,8 @@ impl Metrics {
             recovery: recovery::Recovery::new(),
             hardening: Hardening::default(),
             stream: Stream::new(),
+            lifecycle: lifecycle::Lifecycle::default(),
+            pools: pools::Pools::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -265,6 +273,8 @@ impl Metrics {
         m.recovery.register(r);
         m.hardening.register(r);
         m.stream.register(r);
+        m.lifecycle.register(r);
+        m.pools.register(r);
         // Series operators alert on exist from the start at zero, so that `increase()` sees the
         // first event and dashboards show zero rather than no data.
         for provider in Provider::ALL {

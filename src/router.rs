@@ -269,8 +269,17 @@ impl Router {
                 }
                 return Some(Report { event, applied });
             }
-            Applied::Acted { node, .. } => {
-                event.data.node = Some(crate::event::NodeRef { name: node.clone() })
+            Applied::Acted { node, place, .. } => {
+                event.data.node = Some(crate::event::NodeRef { name: node.clone() });
+                // Where the Node sits, for the pool statistics downstream; what the provider
+                // said stays.
+                for (key, value) in place {
+                    event
+                        .data
+                        .details
+                        .entry(key.clone())
+                        .or_insert_with(|| value.clone());
+                }
             }
             Applied::Planned(_) => {}
         }
@@ -278,6 +287,7 @@ impl Router {
             tracing::warn!(id = %event.id, error = %e, "A required sink failed; the message will be retried.");
             return None;
         }
+        self.cluster.observe(&event);
         Some(Report { event, applied })
     }
 
@@ -286,6 +296,7 @@ impl Router {
         if let Err(e) = self.sinks.publish(event).await {
             tracing::warn!(id = %event.id, error = %e, "A sink did not take a router event.");
         }
+        self.cluster.observe(event);
     }
 
     /// The events the cluster side makes: replacements found, pools at risk (once).

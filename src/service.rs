@@ -323,7 +323,8 @@ pub async fn publish_replacements(
         let replacement = match emitted {
             crate::cluster::Emitted::Replacement(r) => r,
             crate::cluster::Emitted::PoolAtRisk(event)
-            | crate::cluster::Emitted::Failback(event) => {
+            | crate::cluster::Emitted::Failback(event)
+            | crate::cluster::Emitted::PoolStats(event) => {
                 router.publish(&event).await;
                 continue;
             }

@@ -7,14 +7,14 @@ use std::collections::BTreeMap;
 /// The most distinct seconds kept; older ones are dropped first.
 pub const MAX_RECENT: usize = 4_096;
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
 struct Slot {
     n: u64,
     in_burst: bool,
 }
 
 /// The interruptions of one pool that are, or were, within the window of another.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct Bursts {
     /// Second → interruptions at that second.
     recent: BTreeMap<i64, Slot>,

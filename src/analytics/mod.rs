@@ -36,12 +36,14 @@ mod burst;
 mod observe;
 mod published;
 mod sketch;
+mod state;
 mod stats;
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
 
 use jiff::{SignedDuration, Timestamp};
+use serde::{Deserialize, Serialize};
 
 use crate::event::Event;
 use burst::Bursts;
@@ -54,6 +56,7 @@ pub use published::{
     observed_percent_per_month,
 };
 pub use sketch::Sketch;
+pub use state::{MAX_STATE_BYTES, StateError};
 pub use stats::{
     ALL, CapacityStats, CensusRow, Charts, EventCounts, GroupStats, LIFETIME_EDGES_SECONDS,
     PoolSeries, PoolStats, PoolStatsDetails, Quantiles, RebalanceStats, RecoveryStats, Stats,
@@ -164,7 +167,8 @@ impl Default for Config {
 }
 
 /// The accumulators of one pool or one (type, zone).
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
 struct Group {
     interruptions: u64,
     lifetime: Sketch,
@@ -184,7 +188,7 @@ struct Group {
 }
 
 /// What is known of a (type, zone) besides its key.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct CapacityMeta {
     instance_type: Box<str>,
     zone: Box<str>,
@@ -195,12 +199,16 @@ struct CapacityMeta {
 }
 
 /// Named groups, capped.
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 struct Groups {
     names: Vec<Box<str>>,
+    /// Rebuilt from `names` when restored.
+    #[serde(skip)]
     index: FxMap<Box<str>, u32>,
     groups: Vec<Group>,
     named: usize,
+    /// From the configuration when restored.
+    #[serde(skip)]
     max: usize,
 }
 
@@ -251,7 +259,7 @@ struct Place<'a> {
 }
 
 /// A rebalance recommendation waiting for an interruption.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 struct Pending {
     at: i64,
     pool: u32,
@@ -259,21 +267,21 @@ struct Pending {
 }
 
 /// What is remembered of one instance.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
 struct Tracked {
     rebalance: Option<Pending>,
     interrupted_at: Option<i64>,
 }
 
 /// The last census of one (pool, type-zone) pair.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 struct CensusState {
     at: i64,
     nodes: u32,
 }
 
 /// Events read, by what became of them.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
 struct Counts {
     by_signal: [u64; 7],
     unknown_kind: u64,
@@ -288,13 +296,16 @@ const MAX_ZONES: usize = 4_096;
 const MAX_CENSUS_PAIRS: usize = 16_384;
 
 /// The statistics of a stream so far. See the [module docs](self).
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Analytics {
+    /// Given again when restored ([`Analytics::restore`]).
+    #[serde(skip)]
     config: Config,
     pools: Groups,
     capacity: Groups,
     cap_meta: Vec<CapacityMeta>,
     instances: FxMap<Box<str>, Tracked>,
+    #[serde(with = "state::pairs")]
     census: FxMap<(u32, u32), CensusState>,
     /// `account \x1f zone name` → AZ ID, as events gave them.
     zone_ids: FxMap<Box<str>, Box<str>>,
@@ -304,6 +315,8 @@ pub struct Analytics {
     oldest: Option<i64>,
     newest: i64,
     last_prune: i64,
+    /// Scratch.
+    #[serde(skip)]
     key: String,
 }
 

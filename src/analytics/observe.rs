@@ -75,6 +75,7 @@ impl Signal {
             Kind::Termination => Signal::Termination,
             Kind::ReplacementReady => Signal::ReplacementReady,
             Kind::PoolAtRisk => Signal::PoolAtRisk,
+            Kind::PoolStats => Signal::PoolStats,
             Kind::Failback => return None,
         })
     }

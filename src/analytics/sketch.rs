@@ -34,7 +34,7 @@ fn lower_of(index: i32) -> f64 {
 }
 
 /// A quantile sketch of non-negative values (durations in seconds).
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Sketch {
     /// Index of `bins[0]`.
     offset: i32,

@@ -431,3 +431,71 @@ fn the_observation_of_an_event_equals_that_of_its_json_line() {
         Some("2026-11-22T18:00:00.5Z".parse().unwrap())
     );
 }
+
+/// Feeds the lines of the recorded stream `from..to` to `a`.
+fn feed(a: &mut Analytics, lines: &[&str]) {
+    for line in lines.iter().filter(|l| !l.trim().is_empty()) {
+        let line = Line::parse_str(line).unwrap();
+        if let Some(obs) = line.observation().unwrap() {
+            a.observe(&obs);
+        }
+    }
+}
+
+#[test]
+fn statistics_saved_and_restored_midway_continue_as_if_never_stopped() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/report/pools.jsonl"
+    );
+    let text = std::fs::read_to_string(path).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let (first, rest) = lines.split_at(lines.len() / 2);
+    let mut whole = Analytics::default();
+    feed(&mut whole, &lines);
+    let mut before = Analytics::default();
+    feed(&mut before, first);
+    let saved = before.save().unwrap();
+    assert!(saved.len() < MAX_STATE_BYTES);
+    let mut after = Analytics::restore(Config::default(), &saved).unwrap();
+    assert_eq!(after.stats(at(0)), before.stats(at(0)), "restored as saved");
+    feed(&mut after, rest);
+    let end = at(90 * 86_400);
+    assert_eq!(after.stats(end), whole.stats(end));
+    assert!(after.stats(end).total.stats.interruptions > 0);
+    // New names still find their groups (the index is rebuilt).
+    after.observe(&notice(
+        Signal::Interruption,
+        86_400 * 91,
+        "web-restored",
+        "i-new",
+    ));
+    assert_eq!(
+        pool(&after.stats(end), "web-restored").stats.interruptions,
+        1
+    );
+}
+
+#[test]
+fn a_damaged_or_foreign_state_is_refused_with_its_reason() {
+    let saved = Analytics::default().save().unwrap();
+    let cut = &saved[..saved.len() / 2];
+    assert_eq!(
+        Analytics::restore(Config::default(), cut)
+            .unwrap_err()
+            .kind(),
+        "gzip"
+    );
+    assert_eq!(
+        Analytics::restore(Config::default(), b"{}")
+            .unwrap_err()
+            .kind(),
+        "gzip"
+    );
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, br#"{"version": 9, "stats": {}}"#).unwrap();
+    let foreign = gz.finish().unwrap();
+    let e = Analytics::restore(Config::default(), &foreign).unwrap_err();
+    assert_eq!(e.kind(), "version");
+    assert!(e.to_string().contains("version 9"), "{e}");
+}

@@ -50,6 +50,10 @@ pub struct ClusterConfig {
     /// stream and measure, but leave the taint, cordon and drain to Karpenter), or `auto`: act
     /// until Karpenter is seen acting on an interruption itself, then observe.
     pub karpenter: KarpenterMode,
+    /// Completing the ASG termination lifecycle actions of drained Nodes (AWS).
+    pub asg_lifecycle: super::lifecycle::LifecycleConfig,
+    /// Per-pool statistics: the `pool_stats` events, the `pool_*` gauges, the saved state.
+    pub pool_stats: super::stats::PoolStatsConfig,
     /// The router's own namespace (placeholders, the Lease). Not read from the file: the
     /// `POD_NAMESPACE` environment variable (the chart sets it from the downward API) when
     /// `None`, else `default`.
@@ -76,6 +80,8 @@ impl Default for ClusterConfig {
             shelter: ShelterConfig::default(),
             failback: super::failback::FailbackConfig::default(),
             karpenter: KarpenterMode::default(),
+            asg_lifecycle: super::lifecycle::LifecycleConfig::default(),
+            pool_stats: super::stats::PoolStatsConfig::default(),
             namespace: None,
         }
     }
@@ -111,6 +117,19 @@ impl ClusterConfig {
         }
         if mbb.timeout_seconds == 0 {
             return Err(("make_before_break.timeout_seconds", "must be at least 1"));
+        }
+        if self.asg_lifecycle.heartbeat_interval_seconds > 7200 {
+            return Err((
+                "asg_lifecycle.heartbeat_interval_seconds",
+                "must be 0 (none) to 7200 (the longest heartbeat timeout a hook takes)",
+            ));
+        }
+        if let Err((key, what)) = self.pool_stats.validate() {
+            let key = match key {
+                "interval_seconds" => "pool_stats.interval_seconds",
+                _ => "pool_stats.config_map",
+            };
+            return Err((key, what));
         }
         if self.shelter.window_seconds == 0 {
             return Err(("shelter.window_seconds", "must be at least 1"));

@@ -20,6 +20,7 @@ use k8s_openapi::api::core::v1::{Node, Taint};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
+use super::lifecycle::{LIFECYCLE_ANNOTATION, LifecycleAction, LifecycleState};
 use super::placement::Placement;
 use super::plan::{DRAINING_LABEL, EventType, KEY_PREFIX, Step};
 use crate::event::{Event, Kind};
@@ -177,6 +178,11 @@ impl NodeView {
             .flatten()
             .any(|o| o.kind == "NodeClaim" && o.api_version.starts_with("karpenter.sh/"));
         view.placement.karpenter |= claimed;
+        view.placement.created_at = node
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .and_then(|t| t.0.to_string().parse().ok());
         view.placement.provider = node
             .spec
             .as_ref()
@@ -216,6 +222,11 @@ impl NodeView {
     /// The drain's recorded progress.
     pub fn drain_state(&self) -> Option<DrainState> {
         serde_json::from_str(self.annotations.get(DRAIN_ANNOTATION)?).ok()
+    }
+
+    /// The ASG lifecycle action recorded completed on the Node.
+    pub fn lifecycle_state(&self) -> Option<LifecycleState> {
+        serde_json::from_str(self.annotations.get(LIFECYCLE_ANNOTATION)?).ok()
     }
 }
 
@@ -304,6 +315,11 @@ impl Desired {
             && drain.for_event == intent.event.id
         {
             self.annotations.remove(DRAIN_ANNOTATION);
+        }
+        if let (Some(intent), Some(done)) = (&intent, view.lifecycle_state())
+            && done.for_event == intent.event.id
+        {
+            self.annotations.remove(LIFECYCLE_ANNOTATION);
         }
         // Uncordon only a cordon that is ours, and only when no other intent of ours still
         // holds the Node.
@@ -523,10 +539,24 @@ pub enum Work {
         /// When the capacity goes, if known.
         deadline: Option<Timestamp>,
     },
+    /// The drain has ended: complete the ASG lifecycle action of `event`'s intent.
+    CompleteLifecycle {
+        /// The intent's event.
+        event: Box<Event>,
+        /// What to complete.
+        action: LifecycleAction,
+    },
 }
 
-/// What the reconciler does next for `view` at `now`.
+/// What the reconciler does next for `view` at `now`, completing no lifecycle actions.
 pub fn next(view: &NodeView, now: Timestamp) -> Work {
+    next_owing(view, now, false)
+}
+
+/// What the reconciler does next for `view` at `now`; with `lifecycle`, an ASG lifecycle action
+/// is owed once the Node's drain has ended (or at once, for an intent that does not drain), until
+/// the Node records it completed.
+pub fn next_owing(view: &NodeView, now: Timestamp, lifecycle: bool) -> Work {
     let intents = view.intents();
     let mut desired = Desired::of(view);
     let mut wait: Option<Timestamp> = None;
@@ -579,6 +609,25 @@ pub fn next(view: &NodeView, now: Timestamp) -> Work {
                 event: Box::new(intent.event.clone()),
                 deadline: intent.deadline,
             };
+        }
+    }
+    if lifecycle {
+        let completed = view.lifecycle_state();
+        for intent in intents.values().filter(|i| i.admitted) {
+            let Some(action) = LifecycleAction::of(&intent.event) else {
+                continue;
+            };
+            // Only the earliest deadline's drain runs; any drain that ended emptied the Node.
+            let drained = !intent.drain || view.drain_state().is_some();
+            let done = completed
+                .as_ref()
+                .is_some_and(|c| c.for_event == intent.event.id);
+            if drained && !done {
+                return Work::CompleteLifecycle {
+                    event: Box::new(intent.event.clone()),
+                    action,
+                };
+            }
         }
     }
     match wait {

@@ -26,10 +26,12 @@ use super::drain::Drainer;
 use super::events::{Events, node_ref};
 use super::failback::{Failback, Notices};
 use super::intent::{self, NodeView};
+use super::lifecycle::{Lifecycle, LifecycleConfig};
 use super::plan::{self, Actions};
 use super::reconcile::Reconciler;
 use super::recovery::Recovery;
 use super::replacement::{Replacement, Tracker};
+use super::stats::PoolStats;
 use super::{Applied, ClusterError, Emitted};
 use crate::event::{Event, Kind};
 use crate::metrics::Metrics;
@@ -67,6 +69,27 @@ pub(crate) struct Ctx {
     /// `cluster.karpenter`, and whether (in `auto`) Karpenter was seen handling interruptions.
     pub(crate) karpenter: KarpenterMode,
     pub(crate) karpenter_acts: std::sync::atomic::AtomicBool,
+    /// The cloud's lifecycle API, when ASG lifecycle actions are completed.
+    pub(crate) lifecycle: Option<Arc<dyn Lifecycle>>,
+    /// How often a drain holding a lifecycle action sends a heartbeat.
+    pub(crate) heartbeat_every: Option<Duration>,
+}
+
+/// The lifecycle API `config` asks for: the AWS one when built with the `aws` feature.
+fn lifecycle_api(config: &LifecycleConfig) -> Option<Arc<dyn Lifecycle>> {
+    if !config.complete {
+        return None;
+    }
+    #[cfg(feature = "aws")]
+    {
+        Some(Arc::new(
+            crate::providers::aws::lifecycle::AsgLifecycle::new(config.region.clone()),
+        ))
+    }
+    #[cfg(not(feature = "aws"))]
+    {
+        None
+    }
 }
 
 impl Ctx {
@@ -226,6 +249,8 @@ pub struct KubeCluster {
     tracker: Arc<Mutex<Tracker>>,
     replacements: Mutex<Option<mpsc::UnboundedReceiver<Emitted>>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// The pool statistics, when kept.
+    pool_stats: Option<Arc<PoolStats>>,
 }
 
 impl std::fmt::Debug for KubeCluster {
@@ -294,6 +319,8 @@ impl KubeCluster {
             tracker: tracker.clone(),
             karpenter: config.karpenter,
             karpenter_acts: std::sync::atomic::AtomicBool::new(false),
+            lifecycle: lifecycle_api(&config.asg_lifecycle),
+            heartbeat_every: config.asg_lifecycle.heartbeat_interval(),
         });
         let feeds = cache::Feeds {
             changed,
@@ -318,11 +345,28 @@ impl KubeCluster {
             let failback = Arc::new(Failback::new(config.failback.clone(), config.namespace()));
             tasks.push(tokio::spawn(failback.run(ctx.clone(), active.clone())));
         }
+        let pool_stats = config.pool_stats.enabled.then(|| {
+            Arc::new(PoolStats::new(
+                config.pool_stats.clone(),
+                config.namespace(),
+            ))
+        });
+        if let Some(stats) = &pool_stats {
+            tasks.push(tokio::spawn(stats.clone().run(ctx.clone(), active.clone())));
+        }
         KubeCluster {
             ctx,
             tracker,
             replacements: Mutex::new(Some(replacements)),
             tasks,
+            pool_stats,
+        }
+    }
+
+    /// Counts a published event in the pool statistics.
+    pub fn observe(&self, event: &Event) {
+        if let Some(stats) = &self.pool_stats {
+            stats.observe(event);
         }
     }
 
@@ -381,6 +425,7 @@ impl KubeCluster {
             return Ok(Applied::Acted {
                 node: view.name.clone(),
                 steps,
+                place: view.placement.details(),
             });
         }
         for _ in 0..CONFLICT_ATTEMPTS {
@@ -390,6 +435,7 @@ impl KubeCluster {
                 return Ok(Applied::Acted {
                     node: view.name.clone(),
                     steps: Vec::new(),
+                    place: view.placement.details(),
                 });
             }
             if let Some(patch) = &admission.patch {
@@ -423,6 +469,7 @@ impl KubeCluster {
             return Ok(Applied::Acted {
                 node: view.name.clone(),
                 steps,
+                place: view.placement.details(),
             });
         }
         ctx.metrics.action("admit", "error", started.elapsed());

@@ -17,12 +17,14 @@ pub mod index;
 pub mod intent;
 pub mod kubernetes;
 pub mod lease;
+pub mod lifecycle;
 pub mod placement;
 pub mod plan;
 mod reconcile;
 pub mod recovery;
 pub mod replacement;
 pub mod shelter;
+pub mod stats;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -49,6 +51,8 @@ pub enum Emitted {
     PoolAtRisk(Event),
     /// An owner's pods were moved back to Spot, or the move ended early (`failback`).
     Failback(Event),
+    /// A pool's census and statistics, every period (`pool_stats`).
+    PoolStats(Event),
 }
 
 /// Why a cluster step failed. Every variant is transient: the message (or the reconciler's
@@ -76,6 +80,9 @@ pub enum ClusterError {
     /// The Node was deleted while it was being written.
     #[error("the Node was deleted")]
     NodeGone,
+    /// An ASG lifecycle call failed.
+    #[error("cannot complete the ASG lifecycle action: {0}")]
+    Lifecycle(#[source] lifecycle::LifecycleError),
 }
 
 impl ClusterError {
@@ -90,6 +97,7 @@ impl ClusterError {
             ClusterError::NotSynced => "not_synced",
             ClusterError::Conflict { .. } => "conflict",
             ClusterError::NodeGone => "node_gone",
+            ClusterError::Lifecycle(_) => "lifecycle",
         }
     }
 
@@ -184,6 +192,8 @@ pub enum Applied {
         node: String,
         /// The planned steps (those due later were left for their time).
         steps: Vec<Step>,
+        /// Where the Node sits ([`placement::Placement::details`]), for the event's `details`.
+        place: serde_json::Map<String, serde_json::Value>,
     },
     /// The instance is not a Node of this cluster (shared queues are normal).
     Foreign,
@@ -282,6 +292,13 @@ impl Cluster {
         match self {
             Cluster::DryRun(_) => None,
             Cluster::Kubernetes(kube) => Some(kube.admitting()),
+        }
+    }
+
+    /// Counts an event the router published in the pool statistics (a dry run keeps none).
+    pub fn observe(&self, event: &Event) {
+        if let Cluster::Kubernetes(kube) = self {
+            kube.observe(event);
         }
     }
 

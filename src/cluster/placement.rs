@@ -27,6 +27,9 @@ pub const ZONE_LABELS: [&str; 2] = [
     "topology.kubernetes.io/zone",
     "failure-domain.beta.kubernetes.io/zone",
 ];
+/// The AWS AZ ID of a Node (EKS and Karpenter set it): the same ID is the same zone in every
+/// account, where zone names are mapped per account.
+pub const ZONE_ID_LABEL: &str = "topology.k8s.aws/zone-id";
 /// Present on every Node Karpenter launched.
 pub const KARPENTER_LABEL: &str = "karpenter.sh/nodepool";
 
@@ -49,6 +52,10 @@ pub struct Placement {
     pub fallback: bool,
     /// The cloud, from `spec.providerID`.
     pub provider: Option<crate::event::Provider>,
+    /// The AWS AZ ID ([`ZONE_ID_LABEL`]).
+    pub zone_id: Option<String>,
+    /// `metadata.creationTimestamp`.
+    pub created_at: Option<jiff::Timestamp>,
 }
 
 /// Labels that say a Node is *not* Spot, with the values that mean so; a Node with one of these
@@ -107,7 +114,40 @@ impl Placement {
                     && !labels.contains_key("cloud.google.com/gke-spot")
                     && !labels.contains_key("cloud.google.com/gke-preemptible")),
             provider: None,
+            zone_id: labels.get(ZONE_ID_LABEL).cloned(),
+            created_at: None,
         }
+    }
+
+    /// `spot`, `on-demand`, or `None` when no label says.
+    pub fn capacity_type(&self) -> Option<&'static str> {
+        if self.spot {
+            Some("spot")
+        } else if self.fallback {
+            Some("on-demand")
+        } else {
+            None
+        }
+    }
+
+    /// What the router adds to the `details` of an event about this Node, for the pool
+    /// statistics downstream (`report`): `pool`, `instance_type`, `zone`, `zone_id`,
+    /// `capacity_type`, `node_created_at`, each where known.
+    pub fn details(&self) -> serde_json::Map<String, serde_json::Value> {
+        use serde_json::Value;
+        let mut d = serde_json::Map::new();
+        let mut put = |key: &str, value: Option<String>| {
+            if let Some(v) = value {
+                d.insert(key.to_owned(), Value::String(v));
+            }
+        };
+        put("pool", self.pool_name().map(str::to_owned));
+        put("instance_type", self.instance_type.clone());
+        put("zone", self.zone.clone());
+        put("zone_id", self.zone_id.clone());
+        put("capacity_type", self.capacity_type().map(str::to_owned));
+        put("node_created_at", self.created_at.map(|t| t.to_string()));
+        d
     }
 
     /// The pool's name, if known.
@@ -192,5 +232,32 @@ mod tests {
             None,
             "on-demand Nodes have no siblings"
         );
+    }
+
+    #[test]
+    fn the_details_name_what_the_labels_say_and_nothing_else() {
+        let mut eks = Placement::of(
+            &labels(&[
+                ("eks.amazonaws.com/nodegroup", "spot-a"),
+                ("eks.amazonaws.com/capacityType", "SPOT"),
+                ("node.kubernetes.io/instance-type", "m5.large"),
+                ("topology.kubernetes.io/zone", "us-east-1a"),
+                ("topology.k8s.aws/zone-id", "use1-az4"),
+            ]),
+            &["eks.amazonaws.com/nodegroup".to_owned()],
+        );
+        eks.created_at = Some("2026-11-23T08:00:00Z".parse().unwrap());
+        assert_eq!(
+            serde_json::Value::Object(eks.details()),
+            serde_json::json!({
+                "pool": "spot-a", "instance_type": "m5.large", "zone": "us-east-1a",
+                "zone_id": "use1-az4", "capacity_type": "spot",
+                "node_created_at": "2026-11-23T08:00:00Z",
+            })
+        );
+        let bare = Placement::of(&labels(&[]), &[]);
+        assert!(bare.details().is_empty());
+        let od = Placement::of(&labels(&[("karpenter.sh/capacity-type", "on-demand")]), &[]);
+        assert_eq!(od.details()["capacity_type"], "on-demand");
     }
 }

@@ -196,12 +196,14 @@ impl Actions {
             Kind::Termination => self.termination,
             Kind::ScheduledMaintenance => self.scheduled_maintenance,
             Kind::RebalanceRecommendation => self.rebalance_recommendation,
-            Kind::ReplacementReady | Kind::PoolAtRisk | Kind::Failback => Switches {
-                taint: false,
-                cordon: false,
-                drain: false,
-                event: false,
-            },
+            Kind::ReplacementReady | Kind::PoolAtRisk | Kind::Failback | Kind::PoolStats => {
+                Switches {
+                    taint: false,
+                    cordon: false,
+                    drain: false,
+                    event: false,
+                }
+            }
         }
     }
 }
@@ -307,7 +309,7 @@ fn candidates(event: &EventData, lead: SignedDuration) -> Vec<Step> {
                 event_type: EventType::Normal,
             },
         ],
-        Kind::ReplacementReady | Kind::PoolAtRisk | Kind::Failback => Vec::new(),
+        Kind::ReplacementReady | Kind::PoolAtRisk | Kind::Failback | Kind::PoolStats => Vec::new(),
     }
 }
 

@@ -19,6 +19,7 @@ use tokio::task::{AbortHandle, JoinSet};
 
 use super::intent::{self, DrainState, Work};
 use super::kubernetes::{CONFLICT_ATTEMPTS, Ctx, PatchError};
+use super::lifecycle::{Answer, LifecycleAction, LifecycleState};
 use super::plan::EventType;
 use super::shelter::{self, AtRisk};
 use super::{ClusterError, Emitted, capacity};
@@ -40,6 +41,7 @@ type PoolKey = (String, String);
 enum Key {
     Admit,
     Drain(String),
+    Lifecycle(String),
 }
 
 #[derive(Debug)]
@@ -307,7 +309,7 @@ impl Reconciler {
             |e: &crate::event::Event| super::plan::plan(&e.data, self.ctx.lead, &self.ctx.actions);
         let work = match intent::migrate(&view, plan, now) {
             Some(patch) => Work::Admit(patch),
-            None => intent::next(&view, now),
+            None => intent::next_owing(&view, now, self.ctx.lifecycle.is_some()),
         };
         // A task whose own write made the Node owe nothing is finishing (its Events and
         // metrics follow the write): let it end. Any other task for a Node that owes nothing
@@ -315,6 +317,7 @@ impl Reconciler {
         let finishing = self.running.get(name).is_some_and(|r| match &r.key {
             Key::Admit => true,
             Key::Drain(id) => view.drain_state().is_some_and(|d| &d.for_event == id),
+            Key::Lifecycle(id) => view.lifecycle_state().is_some_and(|l| &l.for_event == id),
         });
         let key = match &work {
             Work::Idle | Work::Wait(_) if finishing => {
@@ -334,6 +337,7 @@ impl Reconciler {
             }
             Work::Admit(_) => Key::Admit,
             Work::Drain { event, .. } => Key::Drain(event.id.clone()),
+            Work::CompleteLifecycle { event, .. } => Key::Lifecycle(event.id.clone()),
         };
         if self.running.get(name).is_some_and(|r| r.key == key) {
             return;
@@ -344,7 +348,15 @@ impl Reconciler {
         let abort = self.tasks.spawn(async move {
             let result = match work {
                 Work::Admit(patch) => admit_due(&ctx, &node, &patch).await,
-                Work::Drain { event, deadline } => drain(&ctx, &node, &event, deadline).await,
+                Work::Drain { event, deadline } => {
+                    // Heartbeats keep an ASG lifecycle action alive while the drain runs; they
+                    // stop with it (done, stopped by a cancel, or by losing the Lease).
+                    let _beating = heartbeats(&ctx, &node, &event);
+                    drain(&ctx, &node, &event, deadline).await
+                }
+                Work::CompleteLifecycle { event, action } => {
+                    complete_lifecycle(&ctx, &node, &event, &action).await
+                }
                 Work::Idle | Work::Wait(_) => Ok(()),
             };
             (node, result)
@@ -358,6 +370,87 @@ impl Reconciler {
         if let Some(running) = self.running.remove(name) {
             tracing::info!(node = %name, why, "Stopped the Node's reconciler task.");
             running.abort.abort();
+        }
+    }
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Sends `RecordLifecycleActionHeartbeat` every `heartbeat_every` for `event`'s lifecycle action
+/// (if it has one) until the returned guard is dropped, or the action is over.
+fn heartbeats(ctx: &Arc<Ctx>, node: &str, event: &Event) -> Option<AbortOnDrop> {
+    let api = ctx.lifecycle.clone()?;
+    let every = ctx.heartbeat_every?;
+    let action = LifecycleAction::of(event)?;
+    let ctx = ctx.clone();
+    let node = node.to_owned();
+    Some(AbortOnDrop(tokio::spawn(async move {
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            match api.heartbeat(&action).await {
+                Ok(answer) => {
+                    ctx.metrics
+                        .lifecycle_answer("heartbeat", answer, &node, &action);
+                    if answer == Answer::NoActiveAction {
+                        return;
+                    }
+                }
+                // The next tick tries again; the completion is what matters.
+                Err(e) => ctx.metrics.lifecycle_failed("heartbeat", &e, &node),
+            }
+        }
+    })))
+}
+
+/// The Node's drain ended: complete the ASG lifecycle action with `CONTINUE`, then record it
+/// on the Node so that nothing completes it twice. A call that lands and a record that does not
+/// (a crash in between) is harmless: the next try hears that no action is active, and records
+/// that.
+async fn complete_lifecycle(
+    ctx: &Ctx,
+    node: &str,
+    event: &Event,
+    action: &LifecycleAction,
+) -> Result<(), ClusterError> {
+    let Some(api) = &ctx.lifecycle else {
+        return Ok(());
+    };
+    let started = Instant::now();
+    let answer = match api.complete(action).await {
+        Ok(answer) => answer,
+        Err(e) => {
+            ctx.metrics.lifecycle_failed("complete", &e, node);
+            ctx.metrics
+                .action("complete_lifecycle", "error", started.elapsed());
+            return Err(ClusterError::Lifecycle(e));
+        }
+    };
+    ctx.metrics
+        .lifecycle_answer("complete", answer, node, action);
+    let state = LifecycleState::new(&event.id, answer, Timestamp::now());
+    match ctx
+        .patch_node(&ctx.clients.drain, node, &state.patch())
+        .await
+    {
+        // An annotation alone carries no precondition; a conflict only re-read the Node.
+        Ok(()) | Err(PatchError::Conflict) => {
+            ctx.metrics
+                .action("complete_lifecycle", answer.as_str(), started.elapsed());
+            Ok(())
+        }
+        Err(PatchError::Failed(e)) => {
+            ctx.metrics
+                .action("complete_lifecycle", "error", started.elapsed());
+            Err(e)
         }
     }
 }

@@ -1,4 +1,5 @@
 use super::*;
+use crate::cluster::lifecycle::{Answer, LifecycleState};
 use crate::cluster::plan::{self, Actions};
 use crate::event::{EventData, Instance, Provider, Status};
 use jiff::SignedDuration;
@@ -385,4 +386,83 @@ fn a_node_of_the_release_before_intents_is_carried_over() {
         patch,
         json!({"metadata": {"annotations": {"eviction-router/last-event": null}}})
     );
+}
+
+/// A termination from an ASG lifecycle hook, as the AWS normaliser writes its details.
+fn hooked(id: &str) -> Event {
+    let mut e = event(id, Kind::Termination, None, None);
+    for (k, v) in [
+        ("lifecycle_hook_name", "drain-hook"),
+        ("lifecycle_action_token", "tok-1"),
+        ("auto_scaling_group_name", "nodes-a"),
+    ] {
+        e.data.details.insert(k.into(), json!(v));
+    }
+    e
+}
+
+#[test]
+fn the_lifecycle_action_is_owed_once_the_drain_ended_and_until_it_is_recorded() {
+    let mut doc = node_json();
+    let e = hooked("h1");
+    let now = t("2026-11-23T10:00:01Z");
+    let v = step(&mut doc, &e, now);
+    // The drain comes first, whatever is owed after it.
+    assert!(matches!(next_owing(&v, now, true), Work::Drain { event, .. } if event.id == "h1"));
+    // Ended with pods left (stopped at its deadline) counts as ended.
+    let v = apply(
+        &mut doc,
+        &DrainState::new("h1", now, vec!["a/p".into()]).patch(),
+    );
+    let Work::CompleteLifecycle { event, action } = next_owing(&v, now, true) else {
+        panic!("the hook is owed: {:?}", next_owing(&v, now, true));
+    };
+    assert_eq!(event.id, "h1");
+    assert_eq!(
+        (
+            action.group.as_str(),
+            action.hook.as_str(),
+            action.token.as_deref()
+        ),
+        ("nodes-a", "drain-hook", Some("tok-1"))
+    );
+    // Without completion (the feature off), nothing is owed.
+    assert_eq!(next_owing(&v, now, false), Work::Idle);
+    assert_eq!(next(&v, now), Work::Idle);
+    // Recorded, whether completed or found over: never again.
+    for answer in [Answer::Taken, Answer::NoActiveAction] {
+        let mut doc = doc.clone();
+        let v = apply(&mut doc, &LifecycleState::new("h1", answer, now).patch());
+        assert_eq!(next_owing(&v, now, true), Work::Idle, "{answer:?}");
+    }
+    // A record of another event's action does not count.
+    let v = apply(
+        &mut doc,
+        &LifecycleState::new("other", Answer::Taken, now).patch(),
+    );
+    assert!(matches!(
+        next_owing(&v, now, true),
+        Work::CompleteLifecycle { .. }
+    ));
+}
+
+#[test]
+fn a_hooked_termination_that_is_not_drained_is_completed_at_once() {
+    let mut doc = node_json();
+    let e = hooked("h2");
+    let now = t("2026-11-23T10:00:01Z");
+    let mut actions = Actions::default();
+    actions.termination.drain = false;
+    let plan = plan::plan(&e.data, SignedDuration::from_mins(10), &actions);
+    let patch = admit(&view(&doc), &e, &plan, now).patch.unwrap();
+    let v = apply(&mut doc, &patch);
+    assert!(
+        matches!(next_owing(&v, now, true), Work::CompleteLifecycle { event, .. } if event.id == "h2")
+    );
+    // A plain termination owes no lifecycle action.
+    let mut doc = node_json();
+    let plain = event("t1", Kind::Termination, None, None);
+    step(&mut doc, &plain, now);
+    let v = apply(&mut doc, &DrainState::new("t1", now, Vec::new()).patch());
+    assert_eq!(next_owing(&v, now, true), Work::Idle);
 }

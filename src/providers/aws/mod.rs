@@ -3,6 +3,8 @@
 pub mod config;
 #[cfg(feature = "aws")]
 pub mod drill;
+#[cfg(feature = "aws")]
+pub mod lifecycle;
 pub mod payload;
 #[cfg(feature = "aws")]
 pub mod sqs;

@@ -58,6 +58,8 @@ pub(crate) fn admit_create(
     }
     if def.is(resources::pods()) {
         admit_pod(store, obj)
+    } else if def.kind == "ConfigMap" {
+        validate_config_map(def, obj)
     } else if def.is(resources::priority_classes()) {
         // scheduling: preemptionPolicy defaults to PreemptLowerPriority
         // (pkg/apis/scheduling/v1/defaults.go SetDefaults_PriorityClass).
@@ -79,9 +81,46 @@ pub(crate) fn validate_update(
 ) -> Result<(), ApiError> {
     if def.is(resources::priority_classes()) && obj.is_object() {
         validate_priority_class(store, obj, Some(name))
+    } else if def.kind == "ConfigMap" && obj.is_object() {
+        validate_config_map(def, obj)
     } else {
         Ok(())
     }
+}
+
+/// core: a ConfigMap's `data` and `binaryData` together hold at most 1 MiB
+/// (pkg/apis/core/validation ValidateConfigMap, `core.MaxSecretSize`), and `binaryData` values
+/// are base64 on the wire ([]byte in the Go type, so anything else fails to decode: 400).
+fn validate_config_map(def: &'static ResourceDef, obj: &Value) -> Result<(), ApiError> {
+    use base64::Engine;
+    const MAX_CONFIG_MAP_BYTES: usize = 1024 * 1024;
+    let name = admission_name(obj);
+    let mut total = 0usize;
+    if let Some(data) = obj.get("data").and_then(Value::as_object) {
+        total += data
+            .iter()
+            .map(|(k, v)| k.len() + v.as_str().map_or(0, str::len))
+            .sum::<usize>();
+    }
+    if let Some(data) = obj.get("binaryData").and_then(Value::as_object) {
+        for (k, v) in data {
+            let decoded = v
+                .as_str()
+                .and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok())
+                .ok_or_else(|| {
+                    ApiError::bad_request(&format!("binaryData.{k}: illegal base64 data"))
+                })?;
+            total += k.len() + decoded.len();
+        }
+    }
+    if total > MAX_CONFIG_MAP_BYTES {
+        return Err(ApiError::invalid(
+            def,
+            name,
+            &format!("[]: Too long: may not be more than {MAX_CONFIG_MAP_BYTES} bytes"),
+        ));
+    }
+    Ok(())
 }
 
 /// The name an admission error reports: the object's name, else its generateName (names are

@@ -121,6 +121,20 @@ pub(crate) static RESOURCES: &[ResourceDef] = &[
         field_labels: META_FIELDS,
         struct_fields: &["spec"],
     },
+    // The router keeps its pool statistics in one.
+    ResourceDef {
+        group: "",
+        version: "v1",
+        plural: "configmaps",
+        singular: "configmap",
+        kind: "ConfigMap",
+        namespaced: true,
+        short_names: &["cm"],
+        subresources: &[],
+        tracks_generation: false,
+        field_labels: META_FIELDS,
+        struct_fields: &[],
+    },
     // Cluster Autoscaler's CapacityBuffers name a PodTemplate as the shape of their chunks.
     ResourceDef {
         group: "",

@@ -173,6 +173,13 @@ cluster:
     max_pods_per_interval: {{ int .Values.cluster.failback.maxPodsPerInterval }}
     max_nodes_per_interval: {{ int .Values.cluster.failback.maxNodesPerInterval }}
     windows: {{ .Values.cluster.failback.windows | toJson }}
+  pool_stats:
+    enabled: {{ .Values.cluster.poolStats.enabled }}
+    interval_seconds: {{ int .Values.cluster.poolStats.intervalSeconds }}
+    config_map: {{ printf "%s-pool-stats" (include "eviction-router.fullname" .) | toJson }}
+  asg_lifecycle:
+    complete: {{ .Values.cluster.asgLifecycle.complete }}
+    heartbeat_interval_seconds: {{ int .Values.cluster.asgLifecycle.heartbeatIntervalSeconds }}
   shelter:
     enabled: {{ .Values.cluster.shelter.enabled }}
     window_seconds: {{ int .Values.cluster.shelter.windowSeconds }}
