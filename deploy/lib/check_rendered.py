@@ -121,7 +121,7 @@ def extract_rules(path: str, out: str) -> None:
 def dashboard_rules(path: str, out: str) -> None:
     with open(path, encoding="utf-8") as fh:
         dashboard = json.load(fh)
-    variables = {"$__rate_interval": "5m", "$__interval": "1m", "$__range": "6h", "$namespace": ".*"}
+    variables = {"$__rate_interval": "5m", "$__interval": "1m", "$__range": "6h", "$namespace": ".*", "$pool": "(other)"}
     rules = []
     for panel in dashboard.get("panels", []):
         for target in panel.get("targets", []):

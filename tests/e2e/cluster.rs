@@ -97,6 +97,14 @@ fn test_config() -> ClusterConfig {
         mode: ClusterMode::Kubernetes,
         drain_margin_seconds: 1,
         drain_timeout_seconds: 30,
+        // The release namespace, as the chart deploys it (POD_NAMESPACE): its Roles are there.
+        namespace: Some("eviction-router".into()),
+        // These tests count the requests of the admit path and the drain; the statistics'
+        // ConfigMap reads have their own test (`pools.rs`).
+        pool_stats: eviction_router::cluster::stats::PoolStatsConfig {
+            enabled: false,
+            ..Default::default()
+        },
         ..ClusterConfig::default()
     }
 }

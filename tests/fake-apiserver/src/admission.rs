@@ -108,7 +108,7 @@ fn validate_config_map(def: &'static ResourceDef, obj: &Value) -> Result<(), Api
                 .as_str()
                 .and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok())
                 .ok_or_else(|| {
-                    ApiError::bad_request(&format!("binaryData.{k}: illegal base64 data"))
+                    ApiError::bad_request(format!("binaryData.{k}: illegal base64 data"))
                 })?;
             total += k.len() + decoded.len();
         }
