@@ -22,6 +22,8 @@ COPY tests/fake-apiserver/Cargo.toml ./tests/fake-apiserver/
 COPY tests/fake-apiserver/src ./tests/fake-apiserver/src
 COPY tests/fake-servicebus/Cargo.toml ./tests/fake-servicebus/
 COPY tests/fake-servicebus/src ./tests/fake-servicebus/src
+COPY tests/fake-autoscaling/Cargo.toml ./tests/fake-autoscaling/
+COPY tests/fake-autoscaling/src ./tests/fake-autoscaling/src
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked --package eviction-router --bin eviction-router \
