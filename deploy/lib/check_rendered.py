@@ -42,7 +42,7 @@ SINK_KEYS = {
 }
 SECTIONS = {
     "router": {"concurrency", "dedupe_window_seconds", "message_timeout_seconds", "shutdown_grace_seconds"},
-    "cluster": {"mode", "force_after_deadline", "leader_election", "make_before_break", "shelter", "failback", "karpenter"},
+    "cluster": {"mode", "force_after_deadline", "leader_election", "make_before_break", "shelter", "failback", "karpenter", "asg_lifecycle", "pool_stats"},
     "server": {"listen"},
     "log": {"format"},
 }
