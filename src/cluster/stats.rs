@@ -10,7 +10,7 @@
 //! 4. saves the statistics, gzipped, in the ConfigMap `config_map` of its namespace.
 //!
 //! A new leader (after a restart or a failover) loads that ConfigMap before it counts anything;
-//! events published meanwhile wait in a bounded buffer. What was observed after the last save
+//! events published meanwhile wait in a bounded buffer (1,000; more are dropped from the statistics and logged). What was observed after the last save
 //! is lost with the leader: at most one interval.
 //!
 //! RBAC (the chart's `pool-stats` Role): `get` and `patch` on that ConfigMap, `create` on
@@ -37,8 +37,10 @@ use crate::event::{Event, EventData, Instance, Kind, Provider};
 pub const MAX_POOLS: usize = crate::metrics::MAX_POOLS;
 /// The key of the state in the ConfigMap's `binaryData`.
 pub const STATE_KEY: &str = "state.json.gz";
-/// Events held while the saved statistics are loaded; more are counted and dropped.
-const MAX_BUFFERED: usize = 10_000;
+/// Events held while the saved statistics are loaded (a load takes one request; a refused one
+/// is retried every [`LOAD_RETRY`]); more are counted and dropped, so that a router that cannot
+/// read its ConfigMap holds a bounded few hundred kilobytes.
+const MAX_BUFFERED: usize = 1_000;
 /// How long a failed load waits before it is tried again.
 const LOAD_RETRY: Duration = Duration::from_secs(5);
 

@@ -363,6 +363,26 @@ fn cluster_settings_are_checked_and_name_their_key() {
             "`cluster.failback.enabled`",
         ),
         ("cluster:\n  karpenter: sometimes\n", "`cluster.karpenter`"),
+        (
+            "cluster:\n  asg_lifecycle:\n    heartbeat_interval_seconds: 7201\n",
+            "`cluster.asg_lifecycle.heartbeat_interval_seconds`",
+        ),
+        (
+            "cluster:\n  asg_lifecycle:\n    complete: maybe\n",
+            "`cluster.asg_lifecycle.complete`",
+        ),
+        (
+            "cluster:\n  pool_stats:\n    interval_seconds: 0\n",
+            "`cluster.pool_stats.interval_seconds`",
+        ),
+        (
+            "cluster:\n  pool_stats:\n    config_map: ''\n",
+            "`cluster.pool_stats.config_map`",
+        ),
+        (
+            "cluster:\n  pool_stats:\n    every: 5\n",
+            "`cluster.pool_stats.every`",
+        ),
     ] {
         let err = parse(&format!("sources:\n  - type: http_ingest\n{text}")).unwrap_err();
         assert!(err.to_string().starts_with(key), "{text}: {err}");

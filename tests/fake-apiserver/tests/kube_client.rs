@@ -919,3 +919,76 @@ async fn lists_are_paged_with_limit_and_continue() {
         .unwrap_err();
     assert_eq!(api_status(bad).code, 400);
 }
+
+/// core validation: a ConfigMap holds at most 1 MiB (`data` and `binaryData` together) and
+/// `binaryData` is base64; a patch is checked like a create, and its resourceVersion is a
+/// precondition.
+#[tokio::test]
+async fn config_maps_are_refused_past_1_mib_and_patched_on_their_version() {
+    use k8s_openapi::ByteString;
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use std::collections::BTreeMap;
+    let fake = FakeApiServer::new();
+    let cms: Api<ConfigMap> = Api::namespaced(client(&fake), "default");
+    let map = |bytes: Vec<u8>| ConfigMap {
+        metadata: ObjectMeta {
+            name: Some("state".into()),
+            ..Default::default()
+        },
+        binary_data: Some(BTreeMap::from([("s".to_owned(), ByteString(bytes))])),
+        ..Default::default()
+    };
+    let too_big = cms
+        .create(&PostParams::default(), &map(vec![7; 1024 * 1024 + 1]))
+        .await
+        .unwrap_err();
+    let status = api_status(too_big);
+    assert_eq!(
+        (status.code, status.reason.as_str()),
+        (422, "Invalid"),
+        "{status:?}"
+    );
+    assert!(status.message.contains("Too long"), "{}", status.message);
+
+    let made = cms
+        .create(&PostParams::default(), &map(vec![1, 2, 3]))
+        .await
+        .unwrap();
+    assert_eq!(made.binary_data.unwrap()["s"].0, vec![1, 2, 3]);
+    let version = made.metadata.resource_version.unwrap();
+    let patch = |rv: &str, data: Value| json!({"metadata": {"resourceVersion": rv}, "binaryData": {"s": data}});
+    let patched = cms
+        .patch(
+            "state",
+            &PatchParams::default(),
+            &Patch::Merge(patch(&version, json!("BAUG"))),
+        )
+        .await
+        .unwrap();
+    assert_eq!(patched.binary_data.unwrap()["s"].0, vec![4, 5, 6]);
+    let stale = cms
+        .patch(
+            "state",
+            &PatchParams::default(),
+            &Patch::Merge(patch(&version, json!("BwgJ"))),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(api_status(stale).code, 409);
+    let current = cms
+        .get("state")
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
+    let bad = cms
+        .patch(
+            "state",
+            &PatchParams::default(),
+            &Patch::Merge(patch(&current, json!("not base64!"))),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(api_status(bad).code, 400);
+}
