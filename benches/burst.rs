@@ -421,6 +421,28 @@ async fn pool(nodes: usize, burst: usize) -> Pool {
         })
         .count();
     let per_node = besides_evictions as f64 / burst as f64;
+    if std::env::var_os("BENCH_BREAKDOWN").is_some() {
+        // What the requests besides evictions were, by method and resource.
+        let mut kinds: std::collections::BTreeMap<String, usize> = Default::default();
+        for r in log.iter().filter(|r| {
+            !r.path.ends_with("/eviction")
+                && !r.query.contains("watch")
+                && !r.path.contains("/leases")
+        }) {
+            let resource: Vec<&str> = r
+                .path
+                .split('/')
+                .filter(|s| !s.is_empty())
+                .filter(|s| {
+                    !s.starts_with("ip-") && !s.starts_with("node-") && !s.starts_with("pod-")
+                })
+                .collect();
+            *kinds
+                .entry(format!("{} {}", r.method, resource.join("/")))
+                .or_default() += 1;
+        }
+        eprintln!("requests besides evictions: {kinds:#?}");
+    }
     let all = at.iter().copied().fold(0f64, f64::max);
     let med = median(&mut at);
 

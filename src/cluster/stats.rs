@@ -398,3 +398,87 @@ fn pool_stats_event(
     data.details = details.to_details();
     Event::new(format!("pool_stats/{pool}/{now}"), data)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analytics::{Observation, Phase, Signal};
+
+    /// The bounds hold the saved state under [`analytics::MAX_STATE_BYTES`] even at their worst:
+    /// every pool and (type, zone) key used, every sketch spread over seconds to a month, the
+    /// instances remembered at their cap, a month of series.
+    #[test]
+    fn the_saved_state_fits_its_config_map_with_every_bound_reached() {
+        let mut stats = Analytics::new(bounds());
+        let t0 = Timestamp::from_second(1_795_392_000).unwrap();
+        let pools: Vec<String> = (0..MAX_POOLS + 8).map(|i| format!("pool-{i}")).collect();
+        let types: Vec<String> = (0..80).map(|i| format!("m{i}.large")).collect();
+        let instances: Vec<String> = (0..20_000).map(|i| format!("i-{i:017x}")).collect();
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for (i, instance) in instances.iter().enumerate() {
+            let r = next();
+            let at = t0 + jiff::SignedDuration::from_secs((i as i64) * 130);
+            let pool = &pools[(r % pools.len() as u64) as usize];
+            let instance_type = &types[((r >> 8) % types.len() as u64) as usize];
+            // Lifetimes from a second to a month, log-uniform: every sketch bucket in use.
+            let lifetime = 1.0 * (2_600_000f64).powf(((r >> 16) % 10_000) as f64 / 10_000.0);
+            let mut rebalance = Observation::new(Signal::Rebalance, at, instance);
+            rebalance.pool = Some(pool);
+            rebalance.instance_type = Some(instance_type);
+            rebalance.zone = Some("us-east-1a");
+            rebalance.capacity_type = Some("spot");
+            stats.observe(&rebalance);
+            let mut notice = rebalance.clone();
+            notice.signal = Signal::Interruption;
+            notice.at = at + jiff::SignedDuration::from_secs(((r >> 40) % 3_000) as i64);
+            notice.node_created_at =
+                Some(notice.at - jiff::SignedDuration::from_secs_f64(lifetime));
+            stats.observe(&notice);
+            let mut ready = Observation::new(Signal::ReplacementReady, notice.at, instance);
+            ready.pool = Some(pool);
+            for (k, phase) in [
+                Phase::Cordoned,
+                Phase::Drained,
+                Phase::ReplacementReady,
+                Phase::PodsRunning,
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                ready
+                    .phases
+                    .set(phase, lifetime.min(3_600.0) / (4 - k) as f64);
+            }
+            stats.observe(&ready);
+            if i % 500 == 0 {
+                for pool in &pools {
+                    stats.census(
+                        at,
+                        pool,
+                        &[analytics::Census {
+                            instance_type: Some(instance_type),
+                            zone: Some("us-east-1a"),
+                            zone_id: Some("use1-az4"),
+                            nodes: 40,
+                        }],
+                    );
+                }
+            }
+        }
+        let saved = stats.save().unwrap();
+        assert!(
+            saved.len() < analytics::MAX_STATE_BYTES / 2,
+            "{} bytes saved",
+            saved.len()
+        );
+        let restored = Analytics::restore(bounds(), &saved).unwrap();
+        let end = t0 + jiff::SignedDuration::from_hours(24 * 31);
+        assert_eq!(restored.stats(end), stats.stats(end));
+    }
+}

@@ -737,3 +737,210 @@ async fn nats_sink_authenticates_with_a_token_and_readyz_names_a_refused_one() {
         "the token is not shown: {body}"
     );
 }
+
+/// The sink signs in with an NKey seed file against a server that knows only the public key;
+/// a seed the server does not know is refused and named by `/readyz`, never shown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_sink_authenticates_with_an_nkey_seed_file() {
+    let dir = TempDir::new();
+    let user = nkeys::KeyPair::new_user();
+    let conf = dir.0.join("auth.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "authorization {{ users = [ {{ nkey: \"{}\" }} ] }}\n",
+            user.public_key()
+        ),
+    )
+    .unwrap();
+    let nats = NatsServer::start_with(&["-c", &conf.display().to_string()]).await;
+    let url = nats.url();
+    let seed = user.seed().unwrap();
+    let client = async_nats::ConnectOptions::with_nkey(seed.clone())
+        .connect(url.as_str())
+        .await
+        .unwrap();
+    let js = jetstream::new(client);
+    create_stream(&js, 1).await;
+    let good_seed = dir.0.join("router.nk");
+    std::fs::write(&good_seed, format!("{seed}\n")).unwrap();
+    let stranger = dir.0.join("stranger.nk");
+    std::fs::write(&stranger, nkeys::KeyPair::new_user().seed().unwrap()).unwrap();
+    let settings = |path: &std::path::Path| {
+        format!(
+            "    required: true\n    nkey_seed_file: {}\n    ack_timeout_ms: 500\n    max_attempts: 1\n    readiness_grace_seconds: 1\n",
+            path.display()
+        )
+    };
+    let http = reqwest::Client::new();
+
+    let good = Router::start(&config(&settings(&good_seed)), &[("NATS_URL", url.clone())]).await;
+    assert_eq!(
+        ingest(&http, &good.base, &interruption("nkey-1")).await,
+        200
+    );
+    assert_eq!(ids_in_stream(&js).await.get("nkey-1"), Some(&1));
+
+    let bad = Router::start(&config(&settings(&stranger)), &[("NATS_URL", url)]).await;
+    assert_eq!(ingest(&http, &bad.base, &interruption("nkey-2")).await, 503);
+    let body = eventually(
+        Duration::from_secs(20),
+        "readyz to name the refused sink",
+        async || {
+            let (status, body) = bad.readyz().await;
+            (status == 503 && body.contains("nats_sink: failing")).then_some(body)
+        },
+    )
+    .await;
+    let stranger_seed = std::fs::read_to_string(&stranger).unwrap();
+    assert!(
+        !body.contains(stranger_seed.trim()),
+        "the seed is not shown: {body}"
+    );
+    assert_eq!(ids_in_stream(&js).await.get("nkey-2"), None);
+}
+
+/// Makes a CA and a server certificate for 127.0.0.1 signed by it, with `openssl`.
+fn certificates(dir: &std::path::Path) -> (String, String, String) {
+    let path = |name: &str| dir.join(name).display().to_string();
+    let (ca_key, ca, key, csr, cert, ext) = (
+        path("ca.key"),
+        path("ca.pem"),
+        path("server.key"),
+        path("server.csr"),
+        path("server.pem"),
+        path("server.ext"),
+    );
+    std::fs::write(
+        &ext,
+        "subjectAltName = IP:127.0.0.1\nbasicConstraints = CA:FALSE\n",
+    )
+    .unwrap();
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl").args(args).output().unwrap_or_else(|e| {
+            panic!("cannot run openssl ({e}): the NATS TLS test needs it (scripts/test installs it)")
+        });
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    openssl(&[
+        "ecparam",
+        "-name",
+        "prime256v1",
+        "-genkey",
+        "-noout",
+        "-out",
+        &ca_key,
+    ]);
+    openssl(&[
+        "req",
+        "-x509",
+        "-new",
+        "-key",
+        &ca_key,
+        "-days",
+        "2",
+        "-subj",
+        "/CN=evr test CA",
+        "-out",
+        &ca,
+    ]);
+    openssl(&[
+        "ecparam",
+        "-name",
+        "prime256v1",
+        "-genkey",
+        "-noout",
+        "-out",
+        &key,
+    ]);
+    openssl(&[
+        "req",
+        "-new",
+        "-key",
+        &key,
+        "-subj",
+        "/CN=127.0.0.1",
+        "-out",
+        &csr,
+    ]);
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        &csr,
+        "-CA",
+        &ca,
+        "-CAkey",
+        &ca_key,
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        &ext,
+        "-out",
+        &cert,
+    ]);
+    (ca, cert, key)
+}
+
+/// TLS: the sink trusts the server through `tls.ca_file` and publishes; without that CA the
+/// server's certificate is refused (no fallback to plain text) and `/readyz` says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_sink_verifies_the_server_certificate_against_its_ca_file() {
+    let dir = TempDir::new();
+    let (ca, cert, key) = certificates(&dir.0);
+    let nats = NatsServer::start_with(&["--tls", "--tlscert", &cert, "--tlskey", &key]).await;
+    let url = nats.url();
+    // The test's own client, like the router (`cli::run`), uses ring.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = async_nats::ConnectOptions::new()
+        .add_root_certificates(ca.clone().into())
+        .require_tls(true)
+        .connect(url.as_str())
+        .await
+        .unwrap();
+    let js = jetstream::new(client);
+    create_stream(&js, 1).await;
+    let http = reqwest::Client::new();
+    let settings = |tls: &str| {
+        format!(
+            "    required: true\n    tls:\n{tls}    ack_timeout_ms: 500\n    max_attempts: 1\n    readiness_grace_seconds: 1\n"
+        )
+    };
+
+    let trusted = Router::start(
+        &config(&settings(&format!("      ca_file: {ca}\n"))),
+        &[("NATS_URL", url.clone())],
+    )
+    .await;
+    assert_eq!(
+        ingest(&http, &trusted.base, &interruption("tls-1")).await,
+        200
+    );
+    assert_eq!(ids_in_stream(&js).await.get("tls-1"), Some(&1));
+
+    // The system's roots do not know this CA.
+    let untrusted = Router::start(
+        &config(&settings("      required: true\n")),
+        &[("NATS_URL", url)],
+    )
+    .await;
+    assert_eq!(
+        ingest(&http, &untrusted.base, &interruption("tls-2")).await,
+        503
+    );
+    eventually(
+        Duration::from_secs(20),
+        "readyz to name the sink",
+        async || {
+            let (status, body) = untrusted.readyz().await;
+            (status == 503 && body.contains("nats_sink: failing")).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(ids_in_stream(&js).await.get("tls-2"), None);
+}
