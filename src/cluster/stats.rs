@@ -38,10 +38,12 @@ pub const MAX_POOLS: usize = crate::metrics::MAX_POOLS;
 /// The key of the state in the ConfigMap's `binaryData`.
 pub const STATE_KEY: &str = "state.json.gz";
 /// Events held while the saved statistics are loaded (a load takes one request; a refused one
-/// is retried every [`LOAD_RETRY`]); more are counted and dropped, so that a router that cannot
+/// is retried after [`LOAD_RETRY`], doubled per failure up to the interval); more are dropped
+/// (and their number logged once a load succeeds), so that a router that cannot
 /// read its ConfigMap holds a bounded few hundred kilobytes.
 const MAX_BUFFERED: usize = 1_000;
-/// How long a failed load waits before it is tried again.
+/// How long a failed load first waits before it is tried again (doubled per failure, up to the
+/// interval: a ConfigMap the RBAC refuses is not asked for every few seconds for ever).
 const LOAD_RETRY: Duration = Duration::from_secs(5);
 
 /// `cluster.pool_stats`.
@@ -159,16 +161,18 @@ impl PoolStats {
                     return;
                 }
             }
+            let mut wait = LOAD_RETRY;
             let mut version = loop {
                 match self.load(&ctx).await {
                     Ok(version) => break version,
                     Err(e) => {
                         ctx.metrics.pool_stats_io("load", "error");
-                        tracing::warn!(config_map = %self.config.config_map, error = %e, "Cannot load the saved pool statistics; trying again.");
+                        tracing::warn!(config_map = %self.config.config_map, namespace = %self.namespace, retry_in_s = wait.as_secs(), error = %e, "Cannot load the saved pool statistics; the statistics wait for it.");
                         tokio::select! {
-                            () = tokio::time::sleep(LOAD_RETRY) => {}
+                            () = tokio::time::sleep(wait) => {}
                             _ = active.changed() => {}
                         }
+                        wait = (wait * 2).min(every.max(LOAD_RETRY));
                         if !*active.borrow() {
                             break None;
                         }

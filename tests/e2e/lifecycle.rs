@@ -15,6 +15,8 @@ use crate::support::{Router, eventually, fixture, kubeconfig_for};
 const GROUP: &str = "nodes-spot-a";
 const HOOK: &str = "drain-before-terminate";
 const TAG: (&str, &str) = ("kubernetes.io/cluster/prod", "owned");
+/// Another group in the IAM scope, whose hook waits 10 minutes.
+const PATIENT: &str = "nodes-spot-b";
 
 /// The fake API server with the release namespace, the chart's RBAC, and one Node per instance.
 async fn cluster(instances: &[&str]) -> (std::net::SocketAddr, FakeApiServer) {
@@ -39,17 +41,23 @@ fn node_name(instance: &str) -> String {
     format!("ip-{instance}.ec2.internal")
 }
 
-/// The Auto Scaling API with the group (tagged as the IAM policy requires) and its hook.
-async fn autoscaling() -> (String, FakeAutoScaling) {
+/// The Auto Scaling API with the group (tagged as the IAM policy requires) and its hook, whose
+/// actions time out `heartbeat_timeout` after their start or last heartbeat.
+async fn autoscaling(heartbeat_timeout: Duration) -> (String, FakeAutoScaling) {
     let asg = FakeAutoScaling::new("us-east-1");
     asg.add_access_key("AKIDROUTER");
     asg.add_group(GROUP, &[TAG]);
     asg.add_group("untagged", &[]);
-    for group in [GROUP, "untagged"] {
+    asg.add_group(PATIENT, &[TAG]);
+    for (group, heartbeat_timeout) in [
+        (GROUP, heartbeat_timeout),
+        ("untagged", heartbeat_timeout),
+        (PATIENT, Duration::from_secs(600)),
+    ] {
         asg.add_hook(
             group,
             Hook {
-                heartbeat_timeout: Duration::from_secs(3),
+                heartbeat_timeout,
                 ..Hook::terminating(HOOK)
             },
         );
@@ -138,19 +146,19 @@ async fn the_hook_is_kept_alive_while_a_budget_holds_the_drain_then_completed_on
         "status": {"disruptionsAllowed": 0, "currentHealthy": 1, "desiredHealthy": 1, "expectedPods": 1, "observedGeneration": 1},
     }))
     .unwrap();
-    let (asg_url, asg) = autoscaling().await;
+    let (asg_url, asg) = autoscaling(Duration::from_secs(4)).await;
     let token = asg.start_lifecycle_action(GROUP, HOOK, INSTANCE);
     let (router, _dir) = start_router(api, &asg_url, 1).await;
 
     let answer = post(&router, lifecycle_event("lc-1", GROUP, INSTANCE, &token)).await;
     assert_eq!(answer, "{\"outcome\":\"handled\"}\n");
-    // The budget holds the drain past the hook's 3 s heartbeat timeout: heartbeats keep the
-    // instance waiting.
+    // The budget holds the drain past the hook's 4 s heartbeat timeout (six heartbeats, one a
+    // second): heartbeats keep the instance waiting.
     let start = std::time::Instant::now();
-    while asg.action(&token).unwrap().heartbeats < 3 {
+    while asg.action(&token).unwrap().heartbeats < 6 {
         assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "no three heartbeats: {:?}\n{:?}\n{:?}",
+            start.elapsed() < Duration::from_secs(30),
+            "no six heartbeats: {:?}\n{:?}\n{:?}",
             asg.actions(),
             asg.requests(),
             fake.get("nodes", None, &node)
@@ -212,8 +220,8 @@ async fn the_hook_is_kept_alive_while_a_budget_holds_the_drain_then_completed_on
     let (router, _dir2) = start_router(api, &asg_url, 1).await;
     // Another Node's hook, completed by the new router: by then it had looked at every Node
     // (all of them at its first list), the first one included.
-    let later = asg.start_lifecycle_action(GROUP, HOOK, LATER);
-    let answer = post(&router, lifecycle_event("lc-2", GROUP, LATER, &later)).await;
+    let later = asg.start_lifecycle_action(PATIENT, HOOK, LATER);
+    let answer = post(&router, lifecycle_event("lc-2", PATIENT, LATER, &later)).await;
     assert_eq!(answer, "{\"outcome\":\"handled\"}\n");
     eventually(
         Duration::from_secs(20),
@@ -243,7 +251,8 @@ async fn failures_are_retried_a_stale_token_is_recorded_and_an_untagged_group_is
     const STALE: &str = "i-0a3300000000000a3";
     const UNTAGGED: &str = "i-0a4400000000000a4";
     let (api, fake) = cluster(&[RETRIED, STALE, UNTAGGED]).await;
-    let (asg_url, asg) = autoscaling().await;
+    // Long enough that no action times out while the client and the reconciler retry.
+    let (asg_url, asg) = autoscaling(Duration::from_secs(600)).await;
     let retried = asg.start_lifecycle_action(GROUP, HOOK, RETRIED);
     let current = asg.start_lifecycle_action(GROUP, HOOK, STALE);
     let untagged = asg.start_lifecycle_action("untagged", HOOK, UNTAGGED);
@@ -260,7 +269,7 @@ async fn failures_are_retried_a_stale_token_is_recorded_and_an_untagged_group_is
         "{\"outcome\":\"handled\"}\n"
     );
     eventually(
-        Duration::from_secs(30),
+        Duration::from_secs(60),
         "the retried action completed",
         async || matches!(asg.action(&retried)?.state, ActionState::Completed { .. }).then_some(()),
     )
@@ -294,7 +303,6 @@ async fn failures_are_retried_a_stale_token_is_recorded_and_an_untagged_group_is
     })
     .await;
     assert_eq!(record["outcome"], "no_active_action", "{record}");
-    // (It times out in the end: this test sends no heartbeats.)
     assert!(!matches!(
         asg.action(&current).unwrap().state,
         ActionState::Completed { .. }
